@@ -1,0 +1,125 @@
+"""Fully rendered messages: what rendering produces and providers consume.
+
+A step is compiled once into :class:`Content` whose HTML and text hold placeholders
+(``%%name%%`` in the text, ``%%name|html%%`` in the HTML, already escaped for it).
+Each :class:`Recipient` carries the values for those placeholders, so personalising is
+string substitution: cheap for SMTP and the folder, and free for SendGrid, which does
+the substitution itself from ``personalizations[].substitutions``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from functools import cached_property
+
+#: The per-recipient fields a compiled step may hold.
+FIELDS = ("first_name", "unsubscribe_url", "preferences_url")
+_PLACEHOLDER = re.compile(r"%%([a-z_]+)(\|html)?%%")
+
+
+def placeholder(name: str, *, for_html: bool) -> str:
+    return f"%%{name}|html%%" if for_html else f"%%{name}%%"
+
+
+def substitutions(values: dict[str, str]) -> dict[str, str]:
+    """Every placeholder string -> its value, HTML-escaped for the ``|html`` form."""
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        out[placeholder(name, for_html=False)] = value
+        out[placeholder(name, for_html=True)] = html.escape(value, quote=True)
+    return out
+
+
+@dataclass(frozen=True)
+class Content:
+    """One compiled step (or newsletter), shared by every recipient of a batch."""
+
+    campaign: str
+    step: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    marketing: bool = True
+
+    @cached_property
+    def _html_parts(self) -> list[str]:
+        return _PLACEHOLDER.split(self.html)
+
+    @cached_property
+    def _text_parts(self) -> list[str]:
+        return _PLACEHOLDER.split(self.text)
+
+    def personalise(self, values: dict[str, str]) -> tuple[str, str]:
+        """(html, text) for one recipient; unknown placeholders are left as they are."""
+        return _fill(self._html_parts, values, True), _fill(self._text_parts, values, False)
+
+
+def _fill(parts: list[str], values: dict[str, str], for_html: bool) -> str:
+    # re.split with two groups yields [text, name, html_flag, text, name, html_flag, ...]
+    out = [parts[0]]
+    for i in range(1, len(parts), 3):
+        name, is_html, rest = parts[i], parts[i + 1], parts[i + 2]
+        value = values.get(name)
+        if value is None:
+            out.append(f"%%{name}{is_html or ''}%%")
+        else:
+            out.append(html.escape(value, quote=True) if is_html else value)
+        out.append(rest)
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One addressee of a batch, with everything personal to them."""
+
+    email: str
+    values: dict[str, str] = field(default_factory=dict)
+    #: Extra headers for this recipient only (List-Unsubscribe and its -Post).
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Echoed back by the provider's webhooks; carries the outbox id.
+    custom_args: dict[str, str] = field(default_factory=dict)
+    outbox_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Sender:
+    email: str
+    name: str
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Recipients sharing one compiled content; providers send it as they can."""
+
+    content: Content
+    sender: Sender
+    recipients: list[Recipient]
+    subject_prefix: str = ""
+
+    @property
+    def subject(self) -> str:
+        return self.subject_prefix + self.content.subject
+
+    def mime(self, recipient: Recipient, *, message_id: str | None = None) -> EmailMessage:
+        """The complete MIME message for one recipient, exactly as SMTP sends it."""
+        html_body, text_body = self.content.personalise(recipient.values)
+        msg = EmailMessage()
+        msg["From"] = Address(self.sender.name, addr_spec=self.sender.email)
+        msg["To"] = recipient.email
+        if self.sender.reply_to:
+            msg["Reply-To"] = self.sender.reply_to
+        msg["Subject"] = self.subject
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = message_id or make_msgid(domain=self.sender.email.rpartition("@")[2])
+        for name, value in recipient.headers.items():
+            msg[name] = value
+        msg.set_content(text_body, subtype="plain", charset="utf-8", cte="quoted-printable")
+        msg.add_alternative(html_body, subtype="html", charset="utf-8", cte="quoted-printable")
+        return msg

@@ -1,0 +1,248 @@
+"""The one typed settings object, read from ``NURTURE_*`` variables and ``.env``.
+
+Settings are read once at start-up (:func:`load_settings`) and passed down; nothing
+else in nurture reads the environment. A bad value stops start-up with a message that
+names the setting.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from nurture.exceptions import ConfigurationError
+
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+#: Words that would expose the topic on a lock screen or a shared inbox. A word in the
+#: list also matches words that start with it ("therap" matches "therapist").
+DEFAULT_DISCRETION_WORDS: tuple[str, ...] = (
+    "sex", "sexual", "therap", "erect", "orgasm", "libido", "desire", "arous", "intima",
+    "porn", "kink", "fetish", "affair", "infidel", "trauma", "abuse", "shame", "impoten",
+    "vagin", "penis", "genital", "std", "sti", "hiv", "pleasure", "bedroom", "naked",
+    "nude", "lust", "climax", "condom", "viagra",
+)  # fmt: skip
+
+
+def parse_window(value: str) -> tuple[time, time]:
+    """``"08:00-20:00"`` -> ``(time(8), time(20))``; raises ``ValueError`` when malformed."""
+    match = _WINDOW.match(value)
+    if not match:
+        raise ValueError(f"expected HH:MM-HH:MM, got {value!r}")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    start, end = time(h1, m1), time(h2 % 24, m2) if (h2, m2) != (24, 0) else time(23, 59, 59)
+    if end <= start:
+        raise ValueError(f"the window must end after it starts, got {value!r}")
+    return start, end
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting nurture reads. Environment names are ``NURTURE_`` + the upper-case name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NURTURE_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    var_dir: Path = Path("var")
+    database_url: str = ""  # empty: SQLite at VAR_DIR/nurture.db
+    campaigns_dir: Path = Path("campaigns")
+    templates_dir: Path = Path("templates")
+
+    # Delivery
+    delivery: Literal["folder", "sendgrid", "smtp", "console"] = "folder"
+    mail_dir: Path | None = None  # default VAR_DIR/mail
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str | None = None
+    sendgrid_sandbox: bool = False
+    sendgrid_timeout: float = Field(30.0, gt=0)
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_ssl: bool = False
+    smtp_timeout: float = Field(30.0, gt=0)
+    max_send_rate: float = Field(0.0, ge=0)  # emails per second; 0 = no limit
+    tracking: bool = False
+
+    # Identity and links
+    secret_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    base_url: str = "http://127.0.0.1:8000"
+    from_email: str = "hello@example-practice.com"
+    from_name: str = "Alex Morgan"
+    reply_to: str | None = None
+    postal_address: str = ""
+    practice_name: str = "Example Practice"
+    therapist_name: str = "Alex Morgan"
+    site_url: str = "https://www.example-practice.com"
+    booking_url: str = "https://www.example-practice.com/consultation"
+    test_recipient: str | None = None  # default target of `nurture send-test`
+
+    # Timing
+    timezone: str = "Europe/London"
+    send_window: str = "08:00-20:00"
+    tick_seconds: int = Field(30, ge=1)
+    dispatch_batch_size: int = Field(1000, ge=1, le=1000)
+    lease_seconds: int = Field(300, ge=10)
+    max_attempts: int = Field(8, ge=1)
+    retry_base_seconds: float = Field(30.0, gt=0)
+    unknown_reconcile_minutes: int = Field(120, ge=1)
+
+    # Subscribers
+    confirm_token_days: int = Field(7, ge=1)
+    unsubscribe_token_days: int = Field(400, ge=60)
+    check_deliverability: bool = False
+    subscribe_rate_limit: int = Field(10, ge=1)  # POSTs per IP per window
+    subscribe_rate_window_seconds: int = Field(600, ge=1)
+    ip_retention_days: int = Field(30, ge=0)
+    consent_wording: str = (
+        "Yes, please email me this article's follow-up series and occasional newsletters. "
+        "I can unsubscribe at any time with one click."
+    )
+    consent_version: str = "2026-11-v1"
+    discretion_words: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_DISCRETION_WORDS)
+    )
+
+    # Web and operations
+    preview_username: str | None = None
+    preview_password: SecretStr | None = None
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("secret_keys", "discretion_words", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        return _csv(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("send_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    @field_validator("base_url", "site_url", "booking_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("from_email", "reply_to", "test_recipient")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+            raise ValueError("expected an email address")
+        return value
+
+    @field_validator("from_name")
+    @classmethod
+    def _from_name(cls, value: str) -> str:
+        # SendGrid refuses names holding ';' or ','; catch it at start-up, not at send time.
+        if any(ch in value for ch in ";,\r\n"):
+            raise ValueError("must not contain ';', ',' or line breaks")
+        return value
+
+    @model_validator(mode="after")
+    def _production_requirements(self) -> Settings:
+        if self.env == "production":
+            missing = [
+                name
+                for name, present in (
+                    ("SECRET_KEYS", bool(self.secret_keys)),
+                    ("BASE_URL", "127.0.0.1" not in self.base_url and "localhost" not in self.base_url),
+                    ("FROM_EMAIL", not self.from_email.endswith("@example-practice.com")),
+                    ("POSTAL_ADDRESS", bool(self.postal_address.strip())),
+                )
+                if not present
+            ]
+            if missing:
+                raise ValueError(
+                    "required in production: " + ", ".join(f"NURTURE_{m}" for m in missing)
+                )
+            if self.delivery == "sendgrid" and not self.sendgrid_api_key:
+                raise ValueError("NURTURE_SENDGRID_API_KEY is required when DELIVERY=sendgrid")
+        return self
+
+    # Derived values -------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'nurture.db'}"
+
+    @property
+    def resolved_mail_dir(self) -> Path:
+        return self.mail_dir or self.var_dir / "mail"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def window(self) -> tuple[time, time]:
+        return parse_window(self.send_window)
+
+    @property
+    def postal_address_or_placeholder(self) -> str:
+        return self.postal_address or "Example Practice, 1 Example Street, Example Town"
+
+    @property
+    def mail_domain(self) -> str:
+        return self.from_email.rpartition("@")[2]
+
+    def secret_key_values(self) -> list[str]:
+        """The signing keys, newest first."""
+        return [key.get_secret_value() for key in self.secret_keys]
+
+
+def _development_secret(var_dir: Path) -> str:
+    """A per-checkout secret for development, generated once and kept under ``var/``."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Reads and validates the settings; raises :class:`ConfigurationError` naming the setting."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = ".".join(str(p) for p in error["loc"]) or "settings"
+            label = f"NURTURE_{name.upper()}" if error["loc"] else "settings"
+            lines.append(f"{label}: {error['msg']}")
+        raise ConfigurationError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    if not settings.secret_keys:
+        settings.secret_keys = [SecretStr(_development_secret(settings.var_dir))]
+    return settings

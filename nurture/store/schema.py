@@ -1,0 +1,194 @@
+"""The tables. SQLAlchemy Core metadata, shared by the operations and by Alembic.
+
+Times are stored as naive UTC and handed out as aware UTC (:class:`UTCDateTime`), so
+SQLite and PostgreSQL compare and sort them the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (auto-increment, fast).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware UTC time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL results on SQLite
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # The only identifier that ever appears in a URL (inside a signed token).
+    Column("public_id", String(32), nullable=False, unique=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("first_name", String(100)),
+    Column("timezone", String(64)),
+    # pending -> confirmed -> unsubscribed (and back to pending through a fresh opt-in)
+    Column("status", String(16), nullable=False),
+    Column("newsletters", Boolean, nullable=False, server_default=text("true")),
+    Column("paused_until", UTCDateTime),
+    Column("source_campaign", String(100)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("confirmed_at", UTCDateTime),
+    Column("unsubscribed_at", UTCDateTime),
+    Column("confirmation_sent_at", UTCDateTime),
+    Index("ix_subscribers_status_newsletters", "status", "newsletters"),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # Kept (without personal data) after an erasure, as proof of what was done.
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="SET NULL"), index=True),
+    # opt_in, confirm, withdraw, preferences, import, erase, resubscribe
+    Column("action", String(20), nullable=False),
+    # form, json, link, one_click, webhook, mailto, preferences, import, cli
+    Column("channel", String(20), nullable=False),
+    Column("wording", Text),
+    Column("wording_version", String(40)),
+    Column("campaign", String(100)),
+    Column("form_url", String(500)),
+    Column("ip", String(64)),
+    Column("user_agent", String(300)),
+    Column("detail", Text),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+)
+
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("campaign", String(100), nullable=False),
+    # active, completed, stopped
+    Column("status", String(16), nullable=False),
+    # Position in the campaign's step list of the next step to plan.
+    Column("next_step", Integer, nullable=False, server_default=text("0")),
+    # When that step becomes due (before the send window is applied); NULL while a
+    # planned step waits in the outbox, or when the enrolment is over.
+    Column("next_due_at", UTCDateTime),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    Column("last_sent_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("subscriber_id", "campaign"),
+    Index("ix_enrolments_due", "status", "next_due_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="SET NULL")),
+    # sequence, newsletter
+    Column("kind", String(16), nullable=False),
+    Column("campaign", String(100), nullable=False),
+    Column("step", String(150), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    # A newsletter's "not after": past it, the row is cancelled instead of sent.
+    Column("expires_at", UTCDateTime),
+    # queued -> claimed -> sending -> sent | failed | unknown; queued/claimed -> cancelled
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("lease_until", UTCDateTime),
+    Column("worker", String(64)),
+    Column("provider_message_id", String(200)),
+    Column("error", String(500)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    # The guarantee against duplicates: one row per (subscriber, campaign step).
+    UniqueConstraint("subscriber_id", "campaign", "step", name="uq_outbox_send"),
+    Index("ix_outbox_status_due", "status", "due_at"),
+    Index("ix_outbox_subscriber", "subscriber_id", "status"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    # HMAC of the normalised address with a SECRET_KEY: survives erasure, reveals nothing.
+    Column("email_hash", String(64), primary_key=True),
+    # unsubscribe, bounce, dropped, spamreport, erased, manual
+    Column("reason", String(20), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    # Provider event id (SendGrid sg_event_id): the key that makes replays harmless.
+    Column("event_id", String(100), primary_key=True),
+    Column("provider", String(20), nullable=False),
+    Column("event", String(30), nullable=False),
+    Column("outbox_id", Id, index=True),
+    Column("occurred_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("detail", String(500)),
+)
+
+newsletter_runs = Table(
+    "newsletter_runs",
+    metadata,
+    Column("slug", String(150), primary_key=True),
+    Column("planned_at", UTCDateTime, nullable=False),
+    Column("recipients", Integer, nullable=False),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    # One row per scheduler job: what /healthz and /metrics report across processes.
+    Column("job", String(40), primary_key=True),
+    Column("last_started_at", UTCDateTime),
+    Column("last_finished_at", UTCDateTime),
+    Column("last_ok_at", UTCDateTime),
+    Column("last_error", String(500)),
+    Column("duration_seconds", String(20)),
+)
