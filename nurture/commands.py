@@ -1,0 +1,186 @@
+"""What each ``nurture`` command does, on top of the core (the CLI only parses)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from nurture import planning
+from nurture.logs import mask_email
+from nurture.settings import Settings
+from nurture.store import database
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _engine(settings: Settings) -> Engine:
+    database.upgrade(settings.resolved_database_url)
+    return database.make_engine(settings.resolved_database_url)
+
+
+def serve(settings: Settings, *, host: str, port: int, web: bool, scheduler: bool) -> int:
+    from nurture.service import serve as run
+    from nurture.services import build_services
+
+    database.upgrade(settings.resolved_database_url)
+    return run(build_services(settings), host=host, port=port, web=web, scheduler=scheduler)
+
+
+def check(settings: Settings) -> int:
+    from nurture.campaigns.check import check as run_check
+
+    problems = run_check(settings)
+    for problem in problems:
+        print(problem)
+    errors = sum(1 for p in problems if p.severity == "error")
+    warnings = len(problems) - errors
+    print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def preview(settings: Settings, campaign: str, step: str | None, out: Path | None) -> int:
+    from nurture.campaigns import load_catalogue
+    from nurture.rendering.preview import write_preview
+
+    catalogue = load_catalogue(settings)
+    paths = write_preview(settings, catalogue, campaign, step, out or settings.var_dir / "preview")
+    for path in paths:
+        print(path)
+    return 0
+
+
+def send_test(settings: Settings, campaign: str, step: str, to: str) -> int:
+    from nurture.campaigns import load_catalogue
+    from nurture.messages import Batch, Sender
+    from nurture.providers import make_provider
+    from nurture.recipients import RecipientFactory
+    from nurture.rendering import Renderer
+    from nurture.tokens import Tokens
+
+    catalogue = load_catalogue(settings)
+    content = Renderer(settings, catalogue).compile(campaign, step)
+    found = catalogue.campaigns.get(campaign)
+    recipient = RecipientFactory(settings, Tokens.from_settings(settings)).marketing(
+        email=to,
+        public_id="test-send",  # no such subscriber: its links open the "invalid link" page
+        first_name=None,
+        fallback=found.first_name_fallback if found else "there",
+        outbox_id=None,
+    )
+    sender = Sender(
+        settings.from_email,
+        found.from_name if found and found.from_name else settings.from_name,
+        settings.reply_to,
+    )
+    results = make_provider(settings).send(
+        Batch(content, sender, [recipient], subject_prefix="[TEST] ")
+    )
+    for result in results:
+        print(f"{mask_email(to)}: {result.outcome} {result.message_id or result.error or ''}")
+    return 0 if all(r.outcome == "sent" for r in results) else 1
+
+
+def tick(settings: Settings, *, at: datetime | None, dry_run: bool) -> int:
+    from nurture import jobs
+    from nurture.campaigns import load_catalogue
+    from nurture.services import build_services
+
+    if dry_run:
+        engine = _engine(settings)
+        catalogue = load_catalogue(settings)
+        items = planning.preview(engine, catalogue, settings, now=at or _now())
+        for item in items:
+            print(f"{item.due_at.isoformat()}  {item.campaign}/{item.step}  {item.who}")
+        print(f"{len(items)} email(s) would go out by {(at or _now()).isoformat()}")
+        return 0
+    database.upgrade(settings.resolved_database_url)
+    services = build_services(settings, clock=(lambda: at) if at else None)
+    report = jobs.tick(services, now=at)
+    services.dispatcher.housekeeping()
+    d = report.dispatched
+    print(
+        f"planned {report.planned.sequence_rows + report.planned.newsletter_rows}, sent {d.sent}, "
+        f"failed {d.failed}, retried {d.retried}, deferred {d.deferred}, cancelled {d.cancelled}"
+    )
+    return 0
+
+
+def stats(settings: Settings) -> int:
+    from nurture.campaigns import load_catalogue
+    from nurture.store import stats as queries
+
+    engine = _engine(settings)
+    catalogue = load_catalogue(settings)
+    with engine.connect() as conn:
+        statuses = queries.subscribers_by_status(conn)
+        sent = queries.sent_per_step(conn)
+        stopped = queries.stopped_after_step(conn)
+        sends = queries.sends_by_state(conn)
+    print("Subscribers")
+    for status, count in sorted(statuses.items()):
+        print(f"  {status:<14}{count:>8}")
+    for slug, campaign in catalogue.campaigns.items():
+        print(f"\nSequence {slug} (reached step / stopped after it)")
+        for index, step in enumerate(campaign.steps):
+            reached = sent.get((slug, step.slug), 0)
+            left = stopped.get((slug, index + 1), 0)
+            print(f"  {index + 1:>2}. {step.slug:<34}{reached:>8}{left:>8}")
+    letters = {s: n for (c, s), n in sent.items() if c == "newsletters"}
+    if letters:
+        print("\nNewsletters sent")
+        for slug, count in sorted(letters.items()):
+            print(f"  {slug:<38}{count:>8}")
+    print("\nSends by state")
+    for state, count in sorted(sends.items()):
+        print(f"  {state:<14}{count:>8}")
+    return 0
+
+
+def db_upgrade(settings: Settings) -> int:
+    database.upgrade(settings.resolved_database_url)
+    print("database is up to date")
+    return 0
+
+
+def subscribers(settings: Settings, args: argparse.Namespace) -> int:
+    from nurture import gdpr
+    from nurture.cli import print_json
+
+    engine = _engine(settings)
+    match args.action:
+        case "show":
+            data = gdpr.show(engine, settings, args.address)
+            if data is None:
+                print("no such subscriber", file=sys.stderr)
+                return 1
+            print_json(data)
+        case "erase":
+            if not gdpr.erase(engine, settings, args.address, _now()):
+                print("no such subscriber (a suppression was recorded anyway)", file=sys.stderr)
+            else:
+                print("erased; the address is kept only as a keyed hash on the suppression list")
+        case "export":
+            if args.out:
+                with args.out.open("w", newline="", encoding="utf-8") as out:
+                    gdpr.export_csv(engine, out)
+            else:
+                gdpr.export_csv(engine, sys.stdout)
+        case "import":
+            report = gdpr.import_csv(
+                engine, settings, args.file, _now(), progress=sys.stderr.isatty()
+            )
+            print(report.summary())
+            return 0 if not report.refused else 1
+        case "unsubscribe-mail":
+            from nurture.inbound import apply_unsubscribe_mail
+
+            applied = apply_unsubscribe_mail(engine, settings, sys.stdin.buffer.read(), _now())
+            print("unsubscribed" if applied else "no valid unsubscribe address in that message")
+            return 0 if applied else 1
+    return 0

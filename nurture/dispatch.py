@@ -1,0 +1,449 @@
+"""Dispatch: claim due outbox rows, render them, hand them to the provider, record.
+
+One pass (:meth:`Dispatcher.dispatch`) repeats claim -> check -> render -> mark
+``sending`` (committed) -> send -> record until nothing is due or a stop is requested;
+a stop lets the batch in flight finish. Rows are grouped by step so each step's MJML
+is compiled once and shared by up to 1000 recipients of one provider request.
+
+Before a marketing row leaves, dispatch checks again what planning already checked:
+the subscriber is still confirmed (an unsubscribe or suppression wins at any time),
+the newsletter has not expired, the subscriber is not paused, and it is inside their
+local send window (a dispatcher that was down overnight must not catch up at 3 a.m.).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Engine, select
+
+from nurture import metrics, sequencing
+from nurture.campaigns import Catalogue
+from nurture.exceptions import NurtureError
+from nurture.messages import Batch, Content, Recipient, Sender
+from nurture.providers.base import Provider, SendResult
+from nurture.recipients import RecipientFactory
+from nurture.rendering import Renderer
+from nurture.settings import Settings
+from nurture.store import enrolments as enrolment_ops
+from nurture.store import outbox as outbox_ops
+from nurture.store.schema import outbox
+
+log = logging.getLogger(__name__)
+NEWSLETTER_FALLBACK = "there"
+#: A 429 asking us to wait longer than this ends the pass; the rows wait in the queue.
+MAX_INLINE_WAIT = 60.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    deferred: int = 0
+    batches: int = 0
+    requests: int = 0
+    reconciled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Sends what is due. One per process; safe beside others on the same database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        catalogue: Catalogue,
+        renderer: Renderer,
+        recipients: RecipientFactory,
+        provider: Provider,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+        worker: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.catalogue = catalogue
+        self.renderer = renderer
+        self.recipients = recipients
+        self.provider = provider
+        self.clock = clock
+        self.sleep = sleep
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:64]
+        self.rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one pass at a time per process (jobs, send_now)
+        self._next_free = 0.0  # monotonic time when MAX_SEND_RATE allows the next send
+
+    # -- control -------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the batch in flight, then stop (SIGTERM)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- passes --------------------------------------------------------------------
+
+    def dispatch(self, *, limit: int | None = None) -> DispatchReport:
+        """Sends due rows until none is left (or ``limit`` rows were handled)."""
+        report = DispatchReport()
+        with self._lock:
+            handled = 0
+            while not self._stop.is_set() and (limit is None or handled < limit):
+                size = self._batch_size()
+                if limit is not None:
+                    size = min(size, limit - handled)
+                now = self.clock()
+                with self.engine.begin() as conn:
+                    rows = outbox_ops.claim(
+                        conn, now=now, limit=size, worker=self.worker, lease=self._lease
+                    )
+                if not rows:
+                    break
+                handled += len(rows)
+                wait = self._process(rows, report)
+                if wait:
+                    if wait > MAX_INLINE_WAIT or self._stop.is_set():
+                        break
+                    self.sleep(wait)
+        return report
+
+    def send_now(self, outbox_id: int) -> DispatchReport:
+        """Sends one queued row at once (the confirmation email after a sign-up)."""
+        report = DispatchReport()
+        with self._lock:
+            with self.engine.begin() as conn:
+                rows = outbox_ops.claim(
+                    conn,
+                    now=self.clock(),
+                    limit=1,
+                    worker=self.worker,
+                    lease=self._lease,
+                    only_id=outbox_id,
+                )
+            if rows:
+                self._process(rows, report)
+        return report
+
+    def housekeeping(self) -> DispatchReport:
+        """Expired leases back to the queue, and rows of unknown outcome reconciled.
+
+        The policy for a row whose request may have left before the process died
+        (``unknown``): ask the provider first (the folder can tell); with SendGrid,
+        wait for its Event Webhook, which marks the row sent from the ``outbox_id`` in
+        ``custom_args``; when UNKNOWN_RECONCILE_MINUTES pass without any event, the
+        request never reached SendGrid, and the row is queued again. A provider with
+        no evidence at all (SMTP, console, SendGrid without a webhook key) never
+        resends blindly: the row fails with "outcome unknown" for the operator.
+        """
+        report = DispatchReport()
+        now = self.clock()
+        window = timedelta(minutes=self.settings.unknown_reconcile_minutes)
+        has_events = self.settings.delivery == "sendgrid" and bool(
+            self.settings.sendgrid_webhook_public_key
+        )
+        with self.engine.begin() as conn:
+            outbox_ops.expire_leases(conn, now=now)
+            for row_id, since, _attempts in outbox_ops.unknown_rows(conn):
+                verdict = self.provider.reconcile(row_id)
+                if verdict is True:
+                    report.reconciled += record_sent(conn, self.catalogue, {None: [row_id]}, now)
+                elif verdict is False:
+                    outbox_ops.requeue(conn, {row_id: now}, now=now, error="never left: resend")
+                elif now - since >= window:
+                    if has_events:
+                        outbox_ops.requeue(
+                            conn, {row_id: now}, now=now, error="no provider event: resend"
+                        )
+                    else:
+                        outbox_ops.mark_failed(
+                            conn, {row_id: "outcome unknown; not resent"}, now=now
+                        )
+        return report
+
+    # -- one claimed batch -----------------------------------------------------------
+
+    @property
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    def _batch_size(self) -> int:
+        size = self.settings.dispatch_batch_size
+        if self.settings.max_send_rate:
+            size = max(1, min(size, int(self.settings.max_send_rate)))
+        return size
+
+    def _process(self, rows: Sequence[outbox_ops.Claimed], report: DispatchReport) -> float:
+        """Checks, sends and records one claimed batch; returns seconds to wait (429)."""
+        now = self.clock()
+        sendable, cancel, defer = self._triage(rows, now)
+        groups: dict[tuple[str, str, str], list[outbox_ops.Claimed]] = defaultdict(list)
+        for row in sendable:
+            groups[(row.kind, row.campaign, row.step)].append(row)
+        with self.engine.begin() as conn:
+            for reason, ids in cancel.items():
+                report.cancelled += outbox_ops.cancel(conn, ids, now=now, reason=reason)
+            outbox_ops.requeue(conn, defer, now=now)
+            report.deferred += len(defer)
+        wait = 0.0
+        for (kind, campaign, step), members in groups.items():
+            wait = max(wait, self._send_group(kind, campaign, step, members, report))
+        for reason, ids in cancel.items():
+            metrics.sends.labels("cancelled", reason).inc(len(ids))
+        return wait
+
+    def _triage(
+        self, rows: Sequence[outbox_ops.Claimed], now: datetime
+    ) -> tuple[list[outbox_ops.Claimed], dict[str, list[int]], dict[int, datetime]]:
+        sendable: list[outbox_ops.Claimed] = []
+        cancel: dict[str, list[int]] = defaultdict(list)
+        defer: dict[int, datetime] = {}
+        practice = self.settings.zone
+        for row in rows:
+            marketing = row.kind in outbox_ops.MARKETING
+            if row.email is None:
+                cancel["no subscriber"].append(row.id)
+            elif row.expires_at is not None and now >= row.expires_at:
+                cancel["expired"].append(row.id)
+            elif marketing and row.status != "confirmed":
+                cancel["not subscribed"].append(row.id)
+            elif not self._known(row):
+                cancel["no such step"].append(row.id)
+            elif marketing:
+                zone = sequencing.zone_for(row.timezone, practice)
+                at = sequencing.send_time(
+                    now, zone=zone, window=self._window(row), paused_until=row.paused_until
+                )
+                if at > now:
+                    defer[row.id] = at
+                else:
+                    sendable.append(row)
+            else:
+                sendable.append(row)
+        return sendable, cancel, defer
+
+    def _known(self, row: outbox_ops.Claimed) -> bool:
+        if row.campaign == "newsletters" and row.kind == "newsletter":
+            return row.step in self.catalogue.newsletters
+        campaign = self.catalogue.campaigns.get(row.campaign)
+        if campaign is None:
+            return False
+        return row.kind == "confirmation" or any(s.slug == row.step for s in campaign.steps)
+
+    def _window(self, row: outbox_ops.Claimed) -> sequencing.Window:
+        campaign = self.catalogue.campaigns.get(row.campaign)
+        if row.kind == "sequence" and campaign is not None and campaign.send_window:
+            return campaign.send_window
+        return self.settings.window
+
+    def _content(self, kind: str, campaign: str, step: str) -> tuple[Content, Sender, str]:
+        if kind == "confirmation":
+            content = self.renderer.compile_confirmation(campaign)
+        else:
+            content = self.renderer.compile(campaign, step)
+        found = self.catalogue.campaigns.get(campaign)
+        from_name = found.from_name if found and found.from_name else self.settings.from_name
+        fallback = found.first_name_fallback if found else NEWSLETTER_FALLBACK
+        sender = Sender(self.settings.from_email, from_name, self.settings.reply_to)
+        return content, sender, fallback
+
+    def _recipient(self, row: outbox_ops.Claimed, fallback: str, now: datetime) -> Recipient:
+        assert row.email is not None and row.public_id is not None
+        if row.kind == "confirmation":
+            recipient = self.recipients.confirmation(
+                email=row.email, public_id=row.public_id, first_name=row.first_name, now=now
+            )
+            return replace(recipient, outbox_id=row.id)
+        return self.recipients.marketing(
+            email=row.email,
+            public_id=row.public_id,
+            first_name=row.first_name,
+            fallback=fallback,
+            outbox_id=row.id,
+            now=now,
+        )
+
+    def _send_group(
+        self,
+        kind: str,
+        campaign: str,
+        step: str,
+        rows: list[outbox_ops.Claimed],
+        report: DispatchReport,
+    ) -> float:
+        now = self.clock()
+        by_id = {row.id: row for row in rows}
+        try:
+            content, sender, fallback = self._content(kind, campaign, step)
+        except NurtureError as exc:
+            # A content problem (a broken file deployed): keep the rows, retry later.
+            log.error(
+                "cannot render", extra={"campaign": campaign, "step": step, "error": str(exc)}
+            )
+            self._retry_or_fail(by_id, {i: None for i in by_id}, str(exc), report)
+            return 0.0
+        with self.engine.begin() as conn:
+            ours = outbox_ops.mark_sending(conn, list(by_id), worker=self.worker, now=now)
+        if not ours:
+            return 0.0
+        recipients = [self._recipient(by_id[i], fallback, now) for i in sorted(ours)]
+        self._respect_rate(len(recipients))
+        batch = Batch(content, sender, recipients)
+        results = self.provider.send(batch)
+        report.batches += 1
+        return self._record(by_id, results, report)
+
+    def _record(
+        self,
+        by_id: dict[int, outbox_ops.Claimed],
+        results: list[SendResult],
+        report: DispatchReport,
+    ) -> float:
+        now = self.clock()
+        sent: dict[str | None, list[int]] = defaultdict(list)
+        failed: dict[int, str] = {}
+        retry: dict[int, float | None] = {}
+        reasons: list[str] = []
+        for result in results:
+            row_id = result.recipient.outbox_id
+            assert row_id is not None, "every dispatched recipient carries its outbox id"
+            if result.outcome == "sent":
+                sent[result.message_id].append(row_id)
+            elif result.outcome == "failed":
+                failed[row_id] = result.error or "refused"
+                metrics.provider_errors.labels(self.provider.name, "refused").inc()
+            else:
+                retry[row_id] = result.retry_after
+                reasons.append(result.error or "retry")
+                metrics.provider_errors.labels(self.provider.name, "retryable").inc()
+        with self.engine.begin() as conn:
+            report.sent += record_sent(conn, self.catalogue, sent, now)
+            outbox_ops.mark_failed(conn, failed, now=now)
+            _stop_failed_sequences(conn, by_id, failed, now)
+        report.failed += len(failed)
+        metrics.sends.labels("failed", "refused").inc(len(failed))
+        wait = 0.0
+        if retry:
+            wait = self._retry_or_fail(by_id, retry, reasons[0] if reasons else "retry", report)
+        return wait
+
+    def _retry_or_fail(
+        self,
+        by_id: dict[int, outbox_ops.Claimed],
+        retry: dict[int, float | None],
+        reason: str,
+        report: DispatchReport,
+    ) -> float:
+        """Backoff with jitter, or the provider's own wait; failed after MAX_ATTEMPTS."""
+        now = self.clock()
+        due: dict[int, datetime] = {}
+        failed: dict[int, str] = {}
+        wait = 0.0
+        for row_id, after in retry.items():
+            attempts = by_id[row_id].attempts
+            if attempts >= self.settings.max_attempts:
+                failed[row_id] = f"gave up after {attempts} attempts: {reason}"
+                continue
+            if after is not None:
+                delay = after
+                wait = max(wait, after)
+            else:
+                delay = sequencing.retry_delay(
+                    attempts, base=self.settings.retry_base_seconds, rng=self.rng
+                )
+            due[row_id] = now + timedelta(seconds=delay)
+        with self.engine.begin() as conn:
+            outbox_ops.requeue(conn, due, now=now, error=reason)
+            outbox_ops.mark_failed(conn, failed, now=now)
+            _stop_failed_sequences(conn, by_id, failed, now)
+        report.retried += len(due)
+        report.failed += len(failed)
+        metrics.sends.labels("retry", "provider").inc(len(due))
+        return wait
+
+    def _respect_rate(self, count: int) -> None:
+        rate = self.settings.max_send_rate
+        if not rate:
+            return
+        now = time.monotonic()
+        start = max(now, self._next_free)
+        if start > now:
+            self.sleep(start - now)
+        self._next_free = start + count / rate
+
+
+def _stop_failed_sequences(
+    conn: Connection, by_id: dict[int, outbox_ops.Claimed], failed: dict[int, str], now: datetime
+) -> None:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for row_id in failed:
+        row = by_id[row_id]
+        if row.kind == "sequence" and row.subscriber_id is not None:
+            groups[row.campaign].append(row.subscriber_id)
+    for campaign, subscriber_ids in groups.items():
+        enrolment_ops.stop_for(conn, campaign=campaign, subscriber_ids=subscriber_ids, now=now)
+
+
+def record_sent(
+    conn: Connection,
+    catalogue: Catalogue,
+    ids_by_message: dict[str | None, list[int]],
+    sent_at: datetime,
+) -> int:
+    """Marks rows sent and moves their sequences on; the one place that does both.
+
+    Used by dispatch after a provider accepted a batch, and by reconciliation (webhook
+    events, the folder) for rows whose outcome was unknown. Only rows that were
+    ``sending`` or ``unknown`` change, so a second report of the same send is a no-op.
+    """
+    ids = [i for group in ids_by_message.values() for i in group]
+    if not ids:
+        return 0
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.subscriber_id, outbox.c.campaign, outbox.c.step).where(
+            outbox.c.id.in_(ids),
+            outbox.c.kind == "sequence",
+            outbox.c.status.in_((outbox_ops.SENDING, outbox_ops.UNKNOWN)),
+        )
+    ).all()
+    count = outbox_ops.mark_sent(conn, ids_by_message, now=sent_at)
+    by_step: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row in rows:
+        if row.subscriber_id is not None:
+            by_step[(row.campaign, row.step)].append(row.subscriber_id)
+    for (slug, step), subscriber_ids in by_step.items():
+        campaign = catalogue.campaigns.get(slug)
+        if campaign is None:
+            continue
+        index = campaign.index_of(step)
+        delays = [s.delay for s in campaign.steps]
+        enrolment_ops.advance(
+            conn,
+            campaign=slug,
+            step_index=index,
+            subscriber_ids=subscriber_ids,
+            sent_at=sent_at,
+            next_due=sequencing.next_step_due(sent_at, delays, index + 1),
+        )
+    metrics.sends.labels("sent", "all").inc(count)
+    return count

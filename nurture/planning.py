@@ -1,0 +1,264 @@
+"""Planning: turn due sequence steps and open newsletters into outbox rows.
+
+Planning only ever *inserts* outbox rows, guarded by the unique constraint on
+(subscriber, campaign, step), so running it twice, late, or from two processes at once
+never plans a message twice. Each due time is moved into the subscriber's send window
+in their own time zone here; dispatch checks the window again before sending.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, literal, select, true, update
+
+from nurture import sequencing
+from nurture.campaigns import Catalogue, Newsletter
+from nurture.logs import mask_email
+from nurture.settings import Settings
+from nurture.store import enrolments as enrolment_ops
+from nurture.store import outbox as outbox_ops
+from nurture.store.schema import newsletter_runs, outbox, subscribers
+from nurture.store.upsert import insert_ignore
+
+log = logging.getLogger(__name__)
+NEWSLETTERS = "newsletters"
+
+
+@dataclass
+class PlanReport:
+    sequence_rows: int = 0
+    newsletter_rows: int = 0
+    completed: int = 0
+
+
+def plan(engine: Engine, catalogue: Catalogue, settings: Settings, *, now: datetime) -> PlanReport:
+    """One full planning pass as of ``now``: sequences, then newsletters."""
+    report = plan_sequences(engine, catalogue, settings, now=now)
+    report.newsletter_rows = plan_newsletters(engine, catalogue, settings, now=now)
+    return report
+
+
+STOP, COMPLETE = "stop", "complete"
+
+
+def decide(enrolment: Any, catalogue: Catalogue, settings: Settings) -> dict[str, Any] | str:
+    """What to do with one due enrolment: an outbox row to insert, ``STOP`` or ``COMPLETE``."""
+    campaign = catalogue.campaigns.get(enrolment.campaign)
+    if campaign is None:
+        # The therapist removed the campaign folder: the sequence ends here.
+        log.warning("enrolment in unknown campaign", extra={"campaign": enrolment.campaign})
+        return STOP
+    if enrolment.next_step >= len(campaign.steps):
+        return COMPLETE
+    step = campaign.steps[enrolment.next_step]
+    due_at = sequencing.send_time(
+        enrolment.next_due_at,
+        zone=sequencing.zone_for(enrolment.timezone, settings.zone),
+        window=campaign.send_window or settings.window,
+        paused_until=enrolment.paused_until,
+    )
+    return {
+        "subscriber_id": enrolment.subscriber_id,
+        "kind": "sequence",
+        "campaign": campaign.slug,
+        "step": step.slug,
+        "due_at": due_at,
+    }
+
+
+def plan_sequences(
+    engine: Engine, catalogue: Catalogue, settings: Settings, *, now: datetime, batch: int = 1000
+) -> PlanReport:
+    """Queues the next step of every active enrolment that is due by ``now``."""
+    report = PlanReport()
+    while True:
+        with engine.begin() as conn:
+            due = enrolment_ops.due_for_planning(conn, now=now, limit=batch)
+            if not due:
+                return report
+            rows, planned, completed, stopped = [], [], [], []
+            for e in due:
+                decision = decide(e, catalogue, settings)
+                if decision == STOP:
+                    stopped.append(e.id)
+                elif decision == COMPLETE:
+                    completed.append(e.id)
+                else:
+                    assert isinstance(decision, dict)
+                    rows.append(decision)
+                    planned.append(e.id)
+            report.sequence_rows += outbox_ops.enqueue(conn, rows, now=now)
+            enrolment_ops.mark_planned(conn, planned, now=now)
+            enrolment_ops.set_status(conn, completed, enrolment_ops.COMPLETED, now=now)
+            enrolment_ops.set_status(conn, stopped, enrolment_ops.STOPPED, now=now)
+            report.completed += len(completed)
+        if len(due) < batch:
+            return report
+
+
+def plan_newsletters(
+    engine: Engine, catalogue: Catalogue, settings: Settings, *, now: datetime
+) -> int:
+    """Queues each open newsletter once for every confirmed subscriber who wants them."""
+    total = 0
+    for newsletter in catalogue.newsletters.values():
+        if sequencing.newsletter_open(now, newsletter.send_at, newsletter.not_after):
+            total += _plan_newsletter(engine, newsletter, settings, now=now)
+    return total
+
+
+def _plan_newsletter(
+    engine: Engine, newsletter: Newsletter, settings: Settings, *, now: datetime
+) -> int:
+    """Plans one newsletter in one transaction, with one INSERT ... SELECT per time zone.
+
+    The recipients are never loaded into memory: the database copies them into the
+    outbox, time zone by time zone, each group with its own window-adjusted due time.
+    The ``newsletter_runs`` row is the lock: a second planner finds it and stops.
+    """
+    with engine.begin() as conn:
+        claimed = conn.execute(
+            insert_ignore(conn, newsletter_runs).values(
+                slug=newsletter.slug, planned_at=now, recipients=0
+            )
+        ).rowcount
+        if claimed != 1:
+            return 0
+        audience = and_(
+            subscribers.c.status == "confirmed",
+            subscribers.c.newsletters == true(),
+            subscribers.c.confirmed_at <= newsletter.send_at,
+        )
+        zones = conn.execute(select(subscribers.c.timezone).where(audience).distinct()).scalars()
+        by_due: dict[datetime, list[str | None]] = defaultdict(list)
+        for name in zones:
+            zone = sequencing.zone_for(name, settings.zone)
+            by_due[sequencing.into_window(newsletter.send_at, zone, settings.window)].append(name)
+        planned = 0
+        for due_at, names in by_due.items():
+            if newsletter.not_after is not None and due_at >= newsletter.not_after:
+                continue  # their window opens only after the newsletter expires
+            named = [n for n in names if n is not None]
+            zone_match = subscribers.c.timezone.in_(named) if named else None
+            if None in names:
+                null_match = subscribers.c.timezone.is_(None)
+                zone_match = null_match if zone_match is None else (zone_match | null_match)
+            assert zone_match is not None
+            source = select(
+                subscribers.c.id,
+                literal("newsletter"),
+                literal(NEWSLETTERS),
+                literal(newsletter.slug),
+                literal(due_at, outbox.c.due_at.type),
+                literal(newsletter.not_after, outbox.c.expires_at.type),
+                literal("queued"),
+                literal(0),
+                literal(now, outbox.c.created_at.type),
+                literal(now, outbox.c.updated_at.type),
+            ).where(audience, zone_match)
+            insert = insert_ignore(conn, outbox).from_select(
+                [
+                    "subscriber_id",
+                    "kind",
+                    "campaign",
+                    "step",
+                    "due_at",
+                    "expires_at",
+                    "status",
+                    "attempts",
+                    "created_at",
+                    "updated_at",
+                ],
+                source,
+            )
+            planned += max(conn.execute(insert).rowcount, 0)
+        _respect_pauses(conn, newsletter, settings, now=now)
+        conn.execute(
+            newsletter_runs.update()
+            .where(newsletter_runs.c.slug == newsletter.slug)
+            .values(recipients=planned)
+        )
+    log.info("newsletter planned", extra={"newsletter": newsletter.slug, "rows": planned})
+    return planned
+
+
+def _respect_pauses(
+    conn: Connection, newsletter: Newsletter, settings: Settings, *, now: datetime
+) -> None:
+    """Moves this newsletter's rows for paused subscribers to the end of their pause."""
+    paused = conn.execute(
+        select(outbox.c.id, subscribers.c.paused_until, subscribers.c.timezone)
+        .select_from(outbox.join(subscribers, subscribers.c.id == outbox.c.subscriber_id))
+        .where(
+            outbox.c.campaign == NEWSLETTERS,
+            outbox.c.step == newsletter.slug,
+            outbox.c.status == "queued",
+            subscribers.c.paused_until > func.coalesce(outbox.c.due_at, now),
+        )
+    ).all()
+    for row in paused:
+        due = sequencing.send_time(
+            row.paused_until,
+            zone=sequencing.zone_for(row.timezone, settings.zone),
+            window=settings.window,
+        )
+        conn.execute(update(outbox).where(outbox.c.id == row.id).values(due_at=due, updated_at=now))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One line of ``tick --dry-run``: what would go out, when, to whom (masked)."""
+
+    due_at: datetime
+    campaign: str
+    step: str
+    who: str
+
+
+def preview(
+    engine: Engine, catalogue: Catalogue, settings: Settings, *, now: datetime, limit: int = 10_000
+) -> list[Planned]:
+    """What a tick at ``now`` would send, computed without changing anything.
+
+    Already queued rows due by ``now``, the steps planning would queue and that would
+    be due by then, and the newsletters that would open (counted, not listed).
+    """
+    items: list[Planned] = []
+    with engine.connect() as conn:
+        for row in outbox_ops.due_preview(conn, now=now, limit=limit):
+            who = mask_email(row.email) if row.email else "(erased)"
+            items.append(Planned(row.due_at, row.campaign, row.step, who))
+        due = enrolment_ops.due_for_planning(conn, now=now, limit=limit)
+        ids = [e.subscriber_id for e in due]
+        emails = dict(
+            conn.execute(
+                select(subscribers.c.id, subscribers.c.email).where(subscribers.c.id.in_(ids))
+            ).tuples()
+        )
+        for e in due:
+            decision = decide(e, catalogue, settings)
+            if isinstance(decision, dict) and decision["due_at"] <= now:
+                who = mask_email(emails.get(e.subscriber_id, ""))
+                items.append(Planned(decision["due_at"], e.campaign, decision["step"], who))
+        done = set(conn.execute(select(newsletter_runs.c.slug)).scalars())
+        for letter in catalogue.newsletters.values():
+            if letter.slug in done or not sequencing.newsletter_open(
+                now, letter.send_at, letter.not_after
+            ):
+                continue
+            audience = conn.execute(
+                select(func.count()).where(
+                    subscribers.c.status == "confirmed",
+                    subscribers.c.newsletters == true(),
+                    subscribers.c.confirmed_at <= letter.send_at,
+                )
+            ).scalar_one()
+            items.append(
+                Planned(letter.send_at, NEWSLETTERS, letter.slug, f"{audience} subscribers")
+            )
+    return sorted(items, key=lambda i: i.due_at)

@@ -1,0 +1,115 @@
+"""Named operations on enrolments: what is due to plan, and moving on after a send."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from nurture.store.schema import enrolments, subscribers
+
+ACTIVE, COMPLETED, STOPPED = "active", "completed", "stopped"
+
+
+def due_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any]:
+    """Active enrolments of confirmed subscribers whose next step is due by ``now``.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED so that two planners split the
+    work instead of planning the same enrolment twice (the outbox's unique constraint
+    would make that harmless anyway; this just avoids the wasted work).
+    """
+    query = (
+        select(
+            enrolments.c.id,
+            enrolments.c.subscriber_id,
+            enrolments.c.campaign,
+            enrolments.c.next_step,
+            enrolments.c.next_due_at,
+            subscribers.c.timezone,
+            subscribers.c.paused_until,
+        )
+        .select_from(enrolments.join(subscribers, subscribers.c.id == enrolments.c.subscriber_id))
+        .where(
+            enrolments.c.status == ACTIVE,
+            enrolments.c.next_due_at <= now,
+            subscribers.c.status == "confirmed",
+        )
+        .order_by(enrolments.c.next_due_at, enrolments.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=enrolments)
+    return list(conn.execute(query))
+
+
+def mark_planned(conn: Connection, ids: Sequence[int], *, now: datetime) -> None:
+    """The next step now waits in the outbox: nothing more to plan until it is sent."""
+    if ids:
+        conn.execute(
+            update(enrolments)
+            .where(enrolments.c.id.in_(ids))
+            .values(next_due_at=None, updated_at=now)
+        )
+
+
+def set_status(conn: Connection, ids: Sequence[int], status: str, *, now: datetime) -> None:
+    if ids:
+        conn.execute(
+            update(enrolments)
+            .where(enrolments.c.id.in_(ids))
+            .values(status=status, next_due_at=None, updated_at=now)
+        )
+
+
+def advance(
+    conn: Connection,
+    *,
+    campaign: str,
+    step_index: int,
+    subscriber_ids: Sequence[int],
+    sent_at: datetime,
+    next_due: datetime | None,
+) -> int:
+    """After step ``step_index`` was sent: point at the next step, or complete.
+
+    Guarded by ``next_step == step_index`` so a late duplicate report (a webhook event
+    after the dispatcher already recorded the send) cannot skip a step.
+    """
+    if not subscriber_ids:
+        return 0
+    values: dict[str, Any] = {
+        "next_step": step_index + 1,
+        "next_due_at": next_due,
+        "last_sent_at": sent_at,
+        "updated_at": sent_at,
+    }
+    if next_due is None:
+        values["status"] = COMPLETED
+    return conn.execute(
+        update(enrolments)
+        .where(
+            enrolments.c.campaign == campaign,
+            enrolments.c.subscriber_id.in_(subscriber_ids),
+            enrolments.c.next_step == step_index,
+            enrolments.c.status == ACTIVE,
+        )
+        .values(values)
+    ).rowcount
+
+
+def stop_for(
+    conn: Connection, *, campaign: str, subscriber_ids: Sequence[int], now: datetime
+) -> None:
+    """Stops the enrolments of subscribers whose step failed for good."""
+    if subscriber_ids:
+        conn.execute(
+            update(enrolments)
+            .where(
+                enrolments.c.campaign == campaign,
+                enrolments.c.subscriber_id.in_(subscriber_ids),
+                enrolments.c.status == ACTIVE,
+            )
+            .values(status=STOPPED, next_due_at=None, updated_at=now)
+        )

@@ -1,0 +1,297 @@
+"""Named operations on the outbox: plan, claim, mark, expire, cancel.
+
+The life of a row::
+
+    queued --claim--> claimed --mark_sending--> sending --> sent | failed
+       ^                 |                         |
+       |   (lease over)  |                         +--(lease over)--> unknown --> sent | queued
+       +-----------------+ ; queued/claimed --(unsubscribe, expiry)--> cancelled
+
+A row is marked ``sending`` in its own committed transaction *before* the provider
+request leaves, so a crash at any point leaves evidence: ``claimed`` rows were never
+sent and go back to the queue; ``sending`` rows may have been sent and become
+``unknown`` until the provider's events (or the folder) say what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, select, update
+
+from nurture.store.schema import outbox, subscribers
+from nurture.store.upsert import insert_ignore
+
+QUEUED, CLAIMED, SENDING, SENT = "queued", "claimed", "sending", "sent"
+FAILED, CANCELLED, UNKNOWN = "failed", "cancelled", "unknown"
+MARKETING = ("sequence", "newsletter")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed row with what dispatch needs from its subscriber."""
+
+    id: int
+    subscriber_id: int | None
+    kind: str
+    campaign: str
+    step: str
+    attempts: int
+    expires_at: datetime | None
+    email: str | None
+    public_id: str | None
+    first_name: str | None
+    timezone: str | None
+    status: str | None  # the subscriber's
+    paused_until: datetime | None
+
+
+def enqueue(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -> int:
+    """Inserts planned rows, skipping any (subscriber, campaign, step) already there."""
+    if not rows:
+        return 0
+    values = [
+        {
+            "expires_at": None,
+            **row,
+            "status": QUEUED,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for row in rows
+    ]
+    result = conn.execute(insert_ignore(conn, outbox), values)
+    return max(result.rowcount, 0)
+
+
+def claim(
+    conn: Connection,
+    *,
+    now: datetime,
+    limit: int,
+    worker: str,
+    lease: timedelta,
+    only_id: int | None = None,
+) -> list[Claimed]:
+    """Takes up to ``limit`` due rows for this worker, oldest first.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several dispatchers claim side by side
+    without waiting on or stealing each other's rows. SQLite: the connection began with
+    ``BEGIN IMMEDIATE`` (see ``store.database``), so the select-and-update is atomic.
+    """
+    due = (
+        select(outbox.c.id)
+        .where(outbox.c.status == QUEUED, outbox.c.due_at <= now)
+        .order_by(outbox.c.due_at, outbox.c.id)
+        .limit(limit)
+    )
+    if only_id is not None:
+        due = due.where(outbox.c.id == only_id)
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(conn.execute(due).scalars())
+    if not ids:
+        return []
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(ids), outbox.c.status == QUEUED)
+        .values(
+            status=CLAIMED,
+            worker=worker,
+            lease_until=now + lease,
+            attempts=outbox.c.attempts + 1,
+            updated_at=now,
+        )
+    )
+    rows = conn.execute(
+        select(
+            outbox.c.id,
+            outbox.c.subscriber_id,
+            outbox.c.kind,
+            outbox.c.campaign,
+            outbox.c.step,
+            outbox.c.attempts,
+            outbox.c.expires_at,
+            subscribers.c.email,
+            subscribers.c.public_id,
+            subscribers.c.first_name,
+            subscribers.c.timezone,
+            subscribers.c.status.label("subscriber_status"),
+            subscribers.c.paused_until,
+        )
+        .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
+        .where(outbox.c.id.in_(ids), outbox.c.worker == worker, outbox.c.status == CLAIMED)
+        .order_by(outbox.c.id)
+    )
+    return [
+        Claimed(
+            r.id,
+            r.subscriber_id,
+            r.kind,
+            r.campaign,
+            r.step,
+            r.attempts,
+            r.expires_at,
+            r.email,
+            r.public_id,
+            r.first_name,
+            r.timezone,
+            r.subscriber_status,
+            r.paused_until,
+        )
+        for r in rows
+    ]
+
+
+def mark_sending(conn: Connection, ids: Sequence[int], *, worker: str, now: datetime) -> set[int]:
+    """Moves our claimed rows to ``sending``; returns the ids still ours to send.
+
+    A row cancelled since the claim (an unsubscribe arrived meanwhile) is not returned,
+    so it never leaves.
+    """
+    if not ids:
+        return set()
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(ids), outbox.c.status == CLAIMED, outbox.c.worker == worker)
+        .values(status=SENDING, updated_at=now)
+    )
+    return set(
+        conn.execute(
+            select(outbox.c.id).where(
+                outbox.c.id.in_(ids), outbox.c.status == SENDING, outbox.c.worker == worker
+            )
+        ).scalars()
+    )
+
+
+def mark_sent(
+    conn: Connection, ids_by_message: dict[str | None, list[int]], *, now: datetime
+) -> int:
+    """Records delivery to the provider; one statement per provider message id."""
+    count = 0
+    for message_id, ids in ids_by_message.items():
+        result = conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids), outbox.c.status.in_((SENDING, UNKNOWN)))
+            .values(
+                status=SENT,
+                provider_message_id=message_id,
+                sent_at=now,
+                lease_until=None,
+                error=None,
+                updated_at=now,
+            )
+        )
+        count += result.rowcount
+    return count
+
+
+def mark_failed(conn: Connection, errors: dict[int, str], *, now: datetime) -> None:
+    """Final failure: the provider refused these rows for good (reason kept, truncated)."""
+    if errors:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("row_id"))
+            .values(status=FAILED, error=bindparam("reason"), lease_until=None, updated_at=now),
+            [{"row_id": i, "reason": e[:500]} for i, e in errors.items()],
+        )
+
+
+def requeue(
+    conn: Connection, due: dict[int, datetime], *, now: datetime, error: str | None = None
+) -> None:
+    """Back to the queue, each row at its own new due time (backoff, window, 429)."""
+    if due:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("row_id"))
+            .values(
+                status=QUEUED,
+                due_at=bindparam("new_due"),
+                lease_until=None,
+                worker=None,
+                error=error[:500] if error else None,
+                updated_at=now,
+            ),
+            [{"row_id": i, "new_due": d} for i, d in due.items()],
+        )
+
+
+def cancel(conn: Connection, ids: Iterable[int], *, now: datetime, reason: str) -> int:
+    """Cancels rows that have not left yet (queued or claimed)."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    return conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(ids), outbox.c.status.in_((QUEUED, CLAIMED)))
+        .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now)
+    ).rowcount
+
+
+def cancel_for_subscriber(
+    conn: Connection, subscriber_id: int, *, now: datetime, reason: str
+) -> int:
+    """Cancels everything queued for one subscriber (unsubscribe, suppression, erasure)."""
+    return conn.execute(
+        update(outbox)
+        .where(outbox.c.subscriber_id == subscriber_id, outbox.c.status.in_((QUEUED, CLAIMED)))
+        .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now)
+    ).rowcount
+
+
+def expire_leases(conn: Connection, *, now: datetime) -> tuple[int, int]:
+    """Rows whose worker vanished: claimed -> queued (never sent), sending -> unknown."""
+    back = conn.execute(
+        update(outbox)
+        .where(outbox.c.status == CLAIMED, outbox.c.lease_until < now)
+        .values(status=QUEUED, worker=None, lease_until=None, updated_at=now)
+    ).rowcount
+    unknown = conn.execute(
+        update(outbox)
+        .where(outbox.c.status == SENDING, outbox.c.lease_until < now)
+        .values(status=UNKNOWN, lease_until=None, updated_at=now)
+    ).rowcount
+    return back, unknown
+
+
+def unknown_rows(conn: Connection, *, limit: int = 1000) -> list[tuple[int, datetime, int]]:
+    """(id, became_unknown_at, attempts) of rows whose outcome is not known yet."""
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.updated_at, outbox.c.attempts)
+        .where(outbox.c.status == UNKNOWN)
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    return [(r.id, r.updated_at, r.attempts) for r in rows]
+
+
+def counts_by_status(conn: Connection) -> dict[str, int]:
+    return dict(
+        conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).tuples().all()
+    )
+
+
+def due_preview(conn: Connection, *, now: datetime, limit: int = 50) -> list[Any]:
+    """Queued rows due by ``now`` (for ``tick --dry-run``), with the subscriber's address."""
+    return list(
+        conn.execute(
+            select(
+                outbox.c.id,
+                outbox.c.kind,
+                outbox.c.campaign,
+                outbox.c.step,
+                outbox.c.due_at,
+                subscribers.c.email,
+            )
+            .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
+            .where(and_(outbox.c.status == QUEUED, outbox.c.due_at <= now))
+            .order_by(outbox.c.due_at, outbox.c.id)
+            .limit(limit)
+        )
+    )
