@@ -21,7 +21,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, select
@@ -270,10 +270,13 @@ class Dispatcher:
     def _recipient(self, row: outbox_ops.Claimed, fallback: str, now: datetime) -> Recipient:
         assert row.email is not None and row.public_id is not None
         if row.kind == "confirmation":
-            recipient = self.recipients.confirmation(
-                email=row.email, public_id=row.public_id, first_name=row.first_name, now=now
+            return self.recipients.confirmation(
+                email=row.email,
+                public_id=row.public_id,
+                first_name=row.first_name,
+                outbox_id=row.id,
+                now=now,
             )
-            return replace(recipient, outbox_id=row.id)
         return self.recipients.marketing(
             email=row.email,
             public_id=row.public_id,

@@ -18,7 +18,7 @@ from email.utils import formatdate, make_msgid
 from functools import cached_property
 
 #: The per-recipient fields a compiled step may hold.
-FIELDS = ("first_name", "unsubscribe_url", "preferences_url")
+FIELDS = ("first_name", "unsubscribe_url", "preferences_url", "confirm_url")
 _PLACEHOLDER = re.compile(r"%%([a-z_]+)(\|html)?%%")
 
 

@@ -123,11 +123,11 @@ def _plan_newsletter(
     """
     with engine.begin() as conn:
         claimed = conn.execute(
-            insert_ignore(conn, newsletter_runs).values(
-                slug=newsletter.slug, planned_at=now, recipients=0
-            )
-        ).rowcount
-        if claimed != 1:
+            insert_ignore(conn, newsletter_runs)
+            .values(slug=newsletter.slug, planned_at=now, recipients=0)
+            .returning(newsletter_runs.c.slug)
+        ).first()
+        if claimed is None:
             return 0
         audience = and_(
             subscribers.c.status == "confirmed",
@@ -139,7 +139,6 @@ def _plan_newsletter(
         for name in zones:
             zone = sequencing.zone_for(name, settings.zone)
             by_due[sequencing.into_window(newsletter.send_at, zone, settings.window)].append(name)
-        planned = 0
         for due_at, names in by_due.items():
             if newsletter.not_after is not None and due_at >= newsletter.not_after:
                 continue  # their window opens only after the newsletter expires
@@ -176,8 +175,14 @@ def _plan_newsletter(
                 ],
                 source,
             )
-            planned += max(conn.execute(insert).rowcount, 0)
+            conn.execute(insert)
         _respect_pauses(conn, newsletter, settings, now=now)
+        # Counted afterwards: RETURNING would ship every new id back to Python.
+        planned = conn.execute(
+            select(func.count()).where(
+                outbox.c.campaign == NEWSLETTERS, outbox.c.step == newsletter.slug
+            )
+        ).scalar_one()
         conn.execute(
             newsletter_runs.update()
             .where(newsletter_runs.c.slug == newsletter.slug)

@@ -6,13 +6,16 @@ core through it; the core modules never import this one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from nurture.campaigns import Catalogue
+    from nurture.delivery_events import DeliveryEvents
     from nurture.dispatch import Dispatcher
     from nurture.health import Health
     from nurture.providers.base import Provider
@@ -37,4 +40,50 @@ class Services:
     subscriptions: Subscriptions
     dispatcher: Dispatcher
     health: Health
+    delivery_events: DeliveryEvents
     extra: dict[str, object] = field(default_factory=dict)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    provider: Provider | None = None,
+    engine: Engine | None = None,
+) -> Services:
+    """Builds every core object once. Loading the campaigns here means a broken file
+    stops start-up with its ``path:line: message`` instead of failing mid-send."""
+    from nurture.campaigns import load_catalogue
+    from nurture.delivery_events import DeliveryEvents
+    from nurture.dispatch import Dispatcher, utcnow
+    from nurture.health import Health
+    from nurture.providers import make_provider
+    from nurture.recipients import RecipientFactory
+    from nurture.rendering import Renderer
+    from nurture.store import database
+    from nurture.subscriptions import Subscriptions
+    from nurture.tokens import Tokens
+
+    engine = engine or database.make_engine(settings.resolved_database_url)
+    catalogue = load_catalogue(settings)
+    renderer = Renderer(settings, catalogue)
+    tokens = Tokens.from_settings(settings)
+    recipients = RecipientFactory(settings, tokens)
+    provider = provider or make_provider(settings)
+    subscriptions = Subscriptions(settings, engine, tokens, catalogue)
+    dispatcher = Dispatcher(
+        engine, settings, catalogue, renderer, recipients, provider, clock=clock or utcnow
+    )
+    return Services(
+        settings=settings,
+        engine=engine,
+        catalogue=catalogue,
+        renderer=renderer,
+        tokens=tokens,
+        recipients=recipients,
+        provider=provider,
+        subscriptions=subscriptions,
+        dispatcher=dispatcher,
+        health=Health(engine, settings.tick_seconds, datetime.now(UTC)),
+        delivery_events=DeliveryEvents(engine, settings, catalogue, subscriptions),
+    )

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from nurture.store.schema import outbox, subscribers
-from nurture.store.upsert import insert_ignore
+from nurture.store.upsert import insert_ignored
 
 QUEUED, CLAIMED, SENDING, SENT = "queued", "claimed", "sending", "sent"
 FAILED, CANCELLED, UNKNOWN = "failed", "cancelled", "unknown"
@@ -64,8 +64,7 @@ def enqueue(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) 
         }
         for row in rows
     ]
-    result = conn.execute(insert_ignore(conn, outbox), values)
-    return max(result.rowcount, 0)
+    return insert_ignored(conn, outbox, values)
 
 
 def claim(

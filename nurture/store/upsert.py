@@ -1,7 +1,14 @@
-"""``INSERT ... ON CONFLICT DO NOTHING`` for both backends."""
+"""``INSERT ... ON CONFLICT DO NOTHING`` for both backends, and counting what it inserted.
+
+Count inserted rows with :func:`insert_ignored`, never with ``rowcount``: through
+psycopg 3, SQLAlchemy reports ``-1`` for inserts, so a ``rowcount == 1`` check would
+silently treat every insert as a conflict on PostgreSQL. RETURNING tells the truth on
+both backends.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -13,3 +20,13 @@ def insert_ignore(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def insert_ignored(
+    conn: Connection, table: Table, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+) -> int:
+    """Inserts ``rows`` skipping conflicts; returns how many were really inserted."""
+    if not rows:
+        return 0
+    statement = insert_ignore(conn, table).returning(*table.primary_key.columns)
+    return len(conn.execute(statement, rows).all())

@@ -1,0 +1,116 @@
+"""Applying provider delivery events: record, reconcile, suppress.
+
+Events arrive in batches, more than once, and out of order. Each is recorded in
+``webhook_events`` under the provider's event id first; a replay finds it there and
+changes nothing. Then:
+
+- ``processed`` / ``delivered``: the outbox row is marked sent if it was still
+  ``sending`` or ``unknown`` (this is how a send whose outcome was lost in a crash is
+  reconciled without being sent again), and its sequence moves on;
+- hard ``bounce``, ``dropped``, ``spamreport``, ``unsubscribe``, ``group_unsubscribe``:
+  the address is suppressed, the subscriber unsubscribed and their queued mail
+  cancelled, in the same transaction;
+- ``deferred``, soft bounces, opens and clicks: recorded only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from nurture import metrics
+from nurture.campaigns import Catalogue
+from nurture.dispatch import record_sent
+from nurture.settings import Settings
+from nurture.store import subscribers as subscriber_ops
+from nurture.store import suppressions as suppression_ops
+from nurture.store.schema import outbox, subscribers, webhook_events
+from nurture.store.upsert import insert_ignored
+from nurture.subscriptions import Subscriptions
+from nurture.webhooks.base import DeliveryEvent
+
+log = logging.getLogger(__name__)
+_REASON = {
+    "bounce": "bounce",
+    "dropped": "dropped",
+    "spamreport": "spamreport",
+    "unsubscribe": "unsubscribe",
+    "group_unsubscribe": "unsubscribe",
+}
+
+
+class DeliveryEvents:
+    """Applies normalised events (see :mod:`nurture.webhooks`) to the database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        catalogue: Catalogue,
+        subscriptions: Subscriptions,
+        provider: str = "sendgrid",
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.catalogue = catalogue
+        self.subscriptions = subscriptions
+        self.provider = provider
+
+    def apply(self, events: Sequence[DeliveryEvent], *, now: datetime) -> int:
+        """Applies every event not seen before, in one transaction; returns how many."""
+        applied = 0
+        with self.engine.begin() as conn:
+            for event in events:
+                new = self._remember(conn, event, now)
+                metrics.webhook_events.labels(event.kind, "yes" if new else "duplicate").inc()
+                if not new:
+                    continue
+                applied += 1
+                if event.kind in ("processed", "delivered") and event.outbox_id is not None:
+                    message_id = _message_id(event.raw)
+                    record_sent(conn, self.catalogue, {message_id: [event.outbox_id]}, now)
+                elif event.suppresses:
+                    self._suppress(conn, event, now)
+        return applied
+
+    def _remember(self, conn: Connection, event: DeliveryEvent, now: datetime) -> bool:
+        row = {
+            "event_id": event.event_id[:100],
+            "provider": self.provider,
+            "event": event.kind,
+            "outbox_id": event.outbox_id,
+            "occurred_at": event.occurred_at,
+            "received_at": now,
+            "detail": (event.reason or "")[:500] or None,
+        }
+        return insert_ignored(conn, webhook_events, row) == 1
+
+    def _suppress(self, conn: Connection, event: DeliveryEvent, now: datetime) -> None:
+        row = self._subscriber(conn, event)
+        email = row.email if row is not None else event.email
+        suppression_ops.add(conn, self.settings, email, reason=_REASON[event.kind], now=now)
+        if row is not None:
+            self.subscriptions.withdraw(conn, row, channel="webhook", now=now)
+        log.info("address suppressed by provider event", extra={"event": event.kind})
+
+    def _subscriber(self, conn: Connection, event: DeliveryEvent) -> Any:
+        """The subscriber the event is about: by the outbox row first, else the address."""
+        if event.outbox_id is not None:
+            subscriber_id = conn.execute(
+                select(outbox.c.subscriber_id).where(outbox.c.id == event.outbox_id)
+            ).scalar()
+            if subscriber_id is not None:
+                return conn.execute(
+                    select(subscribers).where(subscribers.c.id == subscriber_id).with_for_update()
+                ).first()
+        return subscriber_ops.by_email(conn, event.email.strip().lower(), for_update=True)
+
+
+def _message_id(raw: dict[str, Any]) -> str | None:
+    """SendGrid's ``sg_message_id`` is ``<X-Message-Id>.<suffix>``; keep the request's id."""
+    value = raw.get("sg_message_id")
+    return str(value).split(".", 1)[0] if value else None
