@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, select
 
 from nurture import metrics
 from nurture.campaigns import Catalogue
-from nurture.dispatch import record_sent
+from nurture.dispatch import reconcile_sent
 from nurture.settings import Settings
 from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
@@ -72,7 +72,7 @@ class DeliveryEvents:
                 applied += 1
                 if event.kind in ("processed", "delivered") and event.outbox_id is not None:
                     message_id = _message_id(event.raw)
-                    record_sent(conn, self.catalogue, {message_id: [event.outbox_id]}, now)
+                    reconcile_sent(conn, self.catalogue, event.outbox_id, message_id, now)
                 elif event.suppresses:
                     self._suppress(conn, event, now)
         return applied

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import secrets
 import socket
 import threading
 import time
@@ -86,7 +87,8 @@ class Dispatcher:
         self.provider = provider
         self.clock = clock
         self.sleep = sleep
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:64]
+        self.worker = worker or f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._rounds = 0
         self.rng = rng or random.Random()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one pass at a time per process (jobs, send_now)
@@ -105,44 +107,73 @@ class Dispatcher:
     # -- passes --------------------------------------------------------------------
 
     def dispatch(self, *, limit: int | None = None) -> DispatchReport:
-        """Sends due rows until none is left (or ``limit`` rows were handled)."""
+        """Sends due rows until none is left (or about ``limit`` rows were handled).
+
+        With a thread-safe provider, DISPATCH_WORKERS threads run the loop side by side
+        under separate claims, so one batch's HTTP round trip overlaps the next batch's
+        database and rendering work.
+        """
         report = DispatchReport()
         with self._lock:
-            handled = 0
-            while not self._stop.is_set() and (limit is None or handled < limit):
-                size = self._batch_size()
-                if limit is not None:
-                    size = min(size, limit - handled)
-                now = self.clock()
-                with self.engine.begin() as conn:
-                    rows = outbox_ops.claim(
-                        conn, now=now, limit=size, worker=self.worker, lease=self._lease
-                    )
-                if not rows:
-                    break
-                handled += len(rows)
-                wait = self._process(rows, report)
-                if wait:
-                    if wait > MAX_INLINE_WAIT or self._stop.is_set():
-                        break
-                    self.sleep(wait)
+            workers = self.settings.dispatch_workers
+            if not getattr(self.provider, "thread_safe", False) or limit is not None:
+                workers = 1
+            if workers == 1:
+                self._loop(0, limit, report)
+                return report
+            threads = [
+                threading.Thread(target=self._loop, args=(i, None, report), daemon=True)
+                for i in range(workers)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         return report
 
-    def send_now(self, outbox_id: int) -> DispatchReport:
-        """Sends one queued row at once (the confirmation email after a sign-up)."""
-        report = DispatchReport()
-        with self._lock:
+    def _loop(self, index: int, limit: int | None, report: DispatchReport) -> None:
+        handled = 0
+        while not self._stop.is_set() and (limit is None or handled < limit):
+            size = self._batch_size()
+            if limit is not None:
+                size = min(size, limit - handled)
+            token = self._token(index)
             with self.engine.begin() as conn:
                 rows = outbox_ops.claim(
-                    conn,
-                    now=self.clock(),
-                    limit=1,
-                    worker=self.worker,
-                    lease=self._lease,
-                    only_id=outbox_id,
+                    conn, now=self.clock(), limit=size, token=token, lease=self._lease
                 )
-            if rows:
-                self._process(rows, report)
+            if not rows:
+                break
+            handled += len(rows)
+            wait = self._process(token, rows, report)
+            if wait:
+                if wait > MAX_INLINE_WAIT or self._stop.is_set():
+                    break
+                self.sleep(wait)
+
+    def _token(self, index: int) -> str:
+        self._rounds += 1
+        return f"{self.worker}:{index}:{self._rounds}"
+
+    def send_now(self, outbox_id: int) -> DispatchReport:
+        """Sends one queued row at once (the confirmation email after a sign-up).
+
+        Takes no pass lock: its claim is atomic like any other, so it never waits
+        behind a long newsletter pass.
+        """
+        report = DispatchReport()
+        token = self._token(99)
+        with self.engine.begin() as conn:
+            rows = outbox_ops.claim(
+                conn,
+                now=self.clock(),
+                limit=1,
+                token=token,
+                lease=self._lease,
+                only_id=outbox_id,
+            )
+        if rows:
+            self._process(token, rows, report)
         return report
 
     def housekeeping(self) -> DispatchReport:
@@ -167,7 +198,7 @@ class Dispatcher:
             for row_id, since, _attempts in outbox_ops.unknown_rows(conn):
                 verdict = self.provider.reconcile(row_id)
                 if verdict is True:
-                    report.reconciled += record_sent(conn, self.catalogue, {None: [row_id]}, now)
+                    report.reconciled += reconcile_sent(conn, self.catalogue, row_id, None, now)
                 elif verdict is False:
                     outbox_ops.requeue(conn, {row_id: now}, now=now, error="never left: resend")
                 elif now - since >= window:
@@ -193,21 +224,24 @@ class Dispatcher:
             size = max(1, min(size, int(self.settings.max_send_rate)))
         return size
 
-    def _process(self, rows: Sequence[outbox_ops.Claimed], report: DispatchReport) -> float:
+    def _process(
+        self, token: str, rows: Sequence[outbox_ops.Claimed], report: DispatchReport
+    ) -> float:
         """Checks, sends and records one claimed batch; returns seconds to wait (429)."""
         now = self.clock()
         sendable, cancel, defer = self._triage(rows, now)
         groups: dict[tuple[str, str, str], list[outbox_ops.Claimed]] = defaultdict(list)
         for row in sendable:
             groups[(row.kind, row.campaign, row.step)].append(row)
-        with self.engine.begin() as conn:
-            for reason, ids in cancel.items():
-                report.cancelled += outbox_ops.cancel(conn, ids, now=now, reason=reason)
-            outbox_ops.requeue(conn, defer, now=now)
+        if cancel or defer:
+            with self.engine.begin() as conn:
+                for reason, ids in cancel.items():
+                    report.cancelled += outbox_ops.cancel(conn, ids, now=now, reason=reason)
+                outbox_ops.requeue(conn, defer, now=now)
             report.deferred += len(defer)
         wait = 0.0
         for (kind, campaign, step), members in groups.items():
-            wait = max(wait, self._send_group(kind, campaign, step, members, report))
+            wait = max(wait, self._send_group(token, kind, campaign, step, members, report))
         for reason, ids in cancel.items():
             metrics.sends.labels("cancelled", reason).inc(len(ids))
         return wait
@@ -219,6 +253,8 @@ class Dispatcher:
         cancel: dict[str, list[int]] = defaultdict(list)
         defer: dict[int, datetime] = {}
         practice = self.settings.zone
+        # Rows of a batch share few zones: the window verdict is computed once per zone.
+        opens: dict[tuple[str | None, sequencing.Window], datetime] = {}
         for row in rows:
             marketing = row.kind in outbox_ops.MARKETING
             if row.email is None:
@@ -230,10 +266,20 @@ class Dispatcher:
             elif not self._known(row):
                 cancel["no such step"].append(row.id)
             elif marketing:
-                zone = sequencing.zone_for(row.timezone, practice)
-                at = sequencing.send_time(
-                    now, zone=zone, window=self._window(row), paused_until=row.paused_until
-                )
+                window = self._window(row)
+                if row.paused_until is not None and row.paused_until > now:
+                    zone = sequencing.zone_for(row.timezone, practice)
+                    at = sequencing.send_time(
+                        now, zone=zone, window=window, paused_until=row.paused_until
+                    )
+                else:
+                    key = (row.timezone, window)
+                    at = opens.get(key) or opens.setdefault(
+                        key,
+                        sequencing.into_window(
+                            now, sequencing.zone_for(row.timezone, practice), window
+                        ),
+                    )
                 if at > now:
                     defer[row.id] = at
                 else:
@@ -288,6 +334,7 @@ class Dispatcher:
 
     def _send_group(
         self,
+        token: str,
         kind: str,
         campaign: str,
         step: str,
@@ -306,24 +353,27 @@ class Dispatcher:
             self._retry_or_fail(by_id, {i: None for i in by_id}, str(exc), report)
             return 0.0
         with self.engine.begin() as conn:
-            ours = outbox_ops.mark_sending(conn, list(by_id), worker=self.worker, now=now)
+            ours = outbox_ops.mark_sending(
+                conn, token=token, kind=kind, campaign=campaign, step=step, now=now
+            )
         if not ours:
             return 0.0
-        recipients = [self._recipient(by_id[i], fallback, now) for i in sorted(ours)]
+        recipients = [self._recipient(row, fallback, now) for row in rows if row.id in ours]
         self._respect_rate(len(recipients))
-        batch = Batch(content, sender, recipients)
-        results = self.provider.send(batch)
+        results = self.provider.send(Batch(content, sender, recipients))
         report.batches += 1
-        return self._record(by_id, results, report)
+        return self._record(token, (kind, campaign, step), by_id, results, report)
 
     def _record(
         self,
+        token: str,
+        group: tuple[str, str, str],
         by_id: dict[int, outbox_ops.Claimed],
         results: list[SendResult],
         report: DispatchReport,
     ) -> float:
         now = self.clock()
-        sent: dict[str | None, list[int]] = defaultdict(list)
+        sent: dict[int, str | None] = {}
         failed: dict[int, str] = {}
         retry: dict[int, float | None] = {}
         reasons: list[str] = []
@@ -331,7 +381,7 @@ class Dispatcher:
             row_id = result.recipient.outbox_id
             assert row_id is not None, "every dispatched recipient carries its outbox id"
             if result.outcome == "sent":
-                sent[result.message_id].append(row_id)
+                sent[row_id] = result.message_id
             elif result.outcome == "failed":
                 failed[row_id] = result.error or "refused"
                 metrics.provider_errors.labels(self.provider.name, "refused").inc()
@@ -339,16 +389,33 @@ class Dispatcher:
                 retry[row_id] = result.retry_after
                 reasons.append(result.error or "retry")
                 metrics.provider_errors.labels(self.provider.name, "retryable").inc()
+        kind, campaign, step = group
         with self.engine.begin() as conn:
-            report.sent += record_sent(conn, self.catalogue, sent, now)
+            # Failures first, so that "everything still sending" below is exactly the sent.
             outbox_ops.mark_failed(conn, failed, now=now)
             _stop_failed_sequences(conn, by_id, failed, now)
+            if retry:
+                self._requeue_retries(conn, by_id, retry, reasons[0], report, now)
+            message_ids = set(sent.values())
+            if len(message_ids) == 1:
+                count = outbox_ops.mark_group_sent(
+                    conn,
+                    token=token,
+                    kind=kind,
+                    campaign=campaign,
+                    step=step,
+                    message_id=message_ids.pop(),
+                    now=now,
+                )
+            else:
+                count = outbox_ops.mark_sent(conn, sent, now=now)
+            advance_sequences(conn, self.catalogue, [by_id[i] for i in sent], now)
+        report.sent += count
         report.failed += len(failed)
-        metrics.sends.labels("failed", "refused").inc(len(failed))
-        wait = 0.0
-        if retry:
-            wait = self._retry_or_fail(by_id, retry, reasons[0] if reasons else "retry", report)
-        return wait
+        metrics.sends.labels("sent", kind).inc(count)
+        if failed:
+            metrics.sends.labels("failed", "refused").inc(len(failed))
+        return max((after for after in retry.values() if after), default=0.0)
 
     def _retry_or_fail(
         self,
@@ -356,33 +423,38 @@ class Dispatcher:
         retry: dict[int, float | None],
         reason: str,
         report: DispatchReport,
-    ) -> float:
-        """Backoff with jitter, or the provider's own wait; failed after MAX_ATTEMPTS."""
+    ) -> None:
         now = self.clock()
+        with self.engine.begin() as conn:
+            self._requeue_retries(conn, by_id, retry, reason, report, now)
+
+    def _requeue_retries(
+        self,
+        conn: Connection,
+        by_id: dict[int, outbox_ops.Claimed],
+        retry: dict[int, float | None],
+        reason: str,
+        report: DispatchReport,
+        now: datetime,
+    ) -> None:
+        """Backoff with jitter, or the provider's own wait; failed after MAX_ATTEMPTS."""
         due: dict[int, datetime] = {}
         failed: dict[int, str] = {}
-        wait = 0.0
         for row_id, after in retry.items():
             attempts = by_id[row_id].attempts
             if attempts >= self.settings.max_attempts:
                 failed[row_id] = f"gave up after {attempts} attempts: {reason}"
                 continue
-            if after is not None:
-                delay = after
-                wait = max(wait, after)
-            else:
-                delay = sequencing.retry_delay(
-                    attempts, base=self.settings.retry_base_seconds, rng=self.rng
-                )
+            delay = after or sequencing.retry_delay(
+                attempts, base=self.settings.retry_base_seconds, rng=self.rng
+            )
             due[row_id] = now + timedelta(seconds=delay)
-        with self.engine.begin() as conn:
-            outbox_ops.requeue(conn, due, now=now, error=reason)
-            outbox_ops.mark_failed(conn, failed, now=now)
-            _stop_failed_sequences(conn, by_id, failed, now)
+        outbox_ops.requeue(conn, due, now=now, error=reason)
+        outbox_ops.mark_failed(conn, failed, now=now)
+        _stop_failed_sequences(conn, by_id, failed, now)
         report.retried += len(due)
         report.failed += len(failed)
         metrics.sends.labels("retry", "provider").inc(len(due))
-        return wait
 
     def _respect_rate(self, count: int) -> None:
         rate = self.settings.max_send_rate
@@ -407,32 +479,16 @@ def _stop_failed_sequences(
         enrolment_ops.stop_for(conn, campaign=campaign, subscriber_ids=subscriber_ids, now=now)
 
 
-def record_sent(
+def advance_sequences(
     conn: Connection,
     catalogue: Catalogue,
-    ids_by_message: dict[str | None, list[int]],
+    rows: Sequence[outbox_ops.Claimed],
     sent_at: datetime,
-) -> int:
-    """Marks rows sent and moves their sequences on; the one place that does both.
-
-    Used by dispatch after a provider accepted a batch, and by reconciliation (webhook
-    events, the folder) for rows whose outcome was unknown. Only rows that were
-    ``sending`` or ``unknown`` change, so a second report of the same send is a no-op.
-    """
-    ids = [i for group in ids_by_message.values() for i in group]
-    if not ids:
-        return 0
-    rows = conn.execute(
-        select(outbox.c.id, outbox.c.subscriber_id, outbox.c.campaign, outbox.c.step).where(
-            outbox.c.id.in_(ids),
-            outbox.c.kind == "sequence",
-            outbox.c.status.in_((outbox_ops.SENDING, outbox_ops.UNKNOWN)),
-        )
-    ).all()
-    count = outbox_ops.mark_sent(conn, ids_by_message, now=sent_at)
+) -> None:
+    """Moves each sent sequence step's enrolment on to its next step (or completes it)."""
     by_step: dict[tuple[str, str], list[int]] = defaultdict(list)
     for row in rows:
-        if row.subscriber_id is not None:
+        if row.kind == "sequence" and row.subscriber_id is not None:
             by_step[(row.campaign, row.step)].append(row.subscriber_id)
     for (slug, step), subscriber_ids in by_step.items():
         campaign = catalogue.campaigns.get(slug)
@@ -448,5 +504,33 @@ def record_sent(
             sent_at=sent_at,
             next_due=sequencing.next_step_due(sent_at, delays, index + 1),
         )
-    metrics.sends.labels("sent", "all").inc(count)
+
+
+def reconcile_sent(
+    conn: Connection,
+    catalogue: Catalogue,
+    outbox_id: int,
+    message_id: str | None,
+    sent_at: datetime,
+) -> int:
+    """Evidence that a row left (a provider event, the folder): mark it sent, move on.
+
+    Only a row still ``sending`` or ``unknown`` changes, so a second report of the same
+    send (a replayed webhook, an event after the dispatcher recorded it) is a no-op.
+    """
+    row = conn.execute(
+        select(outbox.c.subscriber_id, outbox.c.kind, outbox.c.campaign, outbox.c.step).where(
+            outbox.c.id == outbox_id,
+            outbox.c.status.in_((outbox_ops.SENDING, outbox_ops.UNKNOWN)),
+        )
+    ).first()
+    if row is None:
+        return 0
+    count = outbox_ops.mark_sent(conn, {outbox_id: message_id}, now=sent_at)
+    claimed = outbox_ops.Claimed(
+        outbox_id, row.subscriber_id, row.kind, row.campaign, row.step,
+        0, None, None, None, None, None, None, None,
+    )  # fmt: skip
+    advance_sequences(conn, catalogue, [claimed], sent_at)
+    metrics.sends.labels("sent", "reconciled").inc(count)
     return count

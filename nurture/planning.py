@@ -243,7 +243,7 @@ def preview(
         emails = dict(
             conn.execute(
                 select(subscribers.c.id, subscribers.c.email).where(subscribers.c.id.in_(ids))
-            ).tuples()
+            )
         )
         for e in due:
             decision = decide(e, catalogue, settings)

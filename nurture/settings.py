@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     send_window: str = "08:00-20:00"
     tick_seconds: int = Field(30, ge=1)
     dispatch_batch_size: int = Field(1000, ge=1, le=1000)
+    dispatch_workers: int = Field(2, ge=1, le=16)
     lease_seconds: int = Field(300, ge=10)
     max_attempts: int = Field(8, ge=1)
     retry_base_seconds: float = Field(30.0, gt=0)
@@ -175,7 +176,10 @@ class Settings(BaseSettings):
                 name
                 for name, present in (
                     ("SECRET_KEYS", bool(self.secret_keys)),
-                    ("BASE_URL", "127.0.0.1" not in self.base_url and "localhost" not in self.base_url),
+                    (
+                        "BASE_URL",
+                        "127.0.0.1" not in self.base_url and "localhost" not in self.base_url,
+                    ),
                     ("FROM_EMAIL", not self.from_email.endswith("@example-practice.com")),
                     ("POSTAL_ADDRESS", bool(self.postal_address.strip())),
                 )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from nurture.store.schema import outbox, subscribers
 from nurture.store.upsert import insert_ignored
@@ -72,15 +72,17 @@ def claim(
     *,
     now: datetime,
     limit: int,
-    worker: str,
+    token: str,
     lease: timedelta,
     only_id: int | None = None,
 ) -> list[Claimed]:
-    """Takes up to ``limit`` due rows for this worker, oldest first.
+    """Takes up to ``limit`` due rows under the claim ``token``, oldest first.
 
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several dispatchers claim side by side
-    without waiting on or stealing each other's rows. SQLite: the connection began with
-    ``BEGIN IMMEDIATE`` (see ``store.database``), so the select-and-update is atomic.
+    ``token`` names this one claim (worker + round): later statements find the batch by
+    it instead of shipping a thousand ids back and forth. PostgreSQL: ``FOR UPDATE SKIP
+    LOCKED`` lets several dispatchers claim side by side without waiting on or stealing
+    each other's rows. SQLite: the connection began with ``BEGIN IMMEDIATE`` (see
+    ``store.database``), so the update is atomic.
     """
     due = (
         select(outbox.c.id)
@@ -92,15 +94,12 @@ def claim(
         due = due.where(outbox.c.id == only_id)
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    ids = list(conn.execute(due).scalars())
-    if not ids:
-        return []
     conn.execute(
         update(outbox)
-        .where(outbox.c.id.in_(ids), outbox.c.status == QUEUED)
+        .where(outbox.c.id.in_(due.scalar_subquery()), outbox.c.status == QUEUED)
         .values(
             status=CLAIMED,
-            worker=worker,
+            worker=token,
             lease_until=now + lease,
             attempts=outbox.c.attempts + 1,
             updated_at=now,
@@ -119,75 +118,94 @@ def claim(
             subscribers.c.public_id,
             subscribers.c.first_name,
             subscribers.c.timezone,
-            subscribers.c.status.label("subscriber_status"),
+            subscribers.c.status,
             subscribers.c.paused_until,
         )
         .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-        .where(outbox.c.id.in_(ids), outbox.c.worker == worker, outbox.c.status == CLAIMED)
+        .where(outbox.c.worker == token, outbox.c.status == CLAIMED)
         .order_by(outbox.c.id)
     )
-    return [
-        Claimed(
-            r.id,
-            r.subscriber_id,
-            r.kind,
-            r.campaign,
-            r.step,
-            r.attempts,
-            r.expires_at,
-            r.email,
-            r.public_id,
-            r.first_name,
-            r.timezone,
-            r.subscriber_status,
-            r.paused_until,
-        )
-        for r in rows
-    ]
+    return [Claimed(*row) for row in rows]
 
 
-def mark_sending(conn: Connection, ids: Sequence[int], *, worker: str, now: datetime) -> set[int]:
-    """Moves our claimed rows to ``sending``; returns the ids still ours to send.
+def _group(token: str, kind: str, campaign: str, step: str) -> Any:
+    return and_(
+        outbox.c.worker == token,
+        outbox.c.kind == kind,
+        outbox.c.campaign == campaign,
+        outbox.c.step == step,
+    )
+
+
+def mark_sending(
+    conn: Connection, *, token: str, kind: str, campaign: str, step: str, now: datetime
+) -> set[int]:
+    """Moves one step's claimed rows to ``sending``; returns the ids still ours to send.
 
     A row cancelled since the claim (an unsubscribe arrived meanwhile) is not returned,
-    so it never leaves.
+    so it never leaves. Rows the dispatcher set aside (deferred, cancelled) are no
+    longer ``claimed`` and are not touched.
     """
-    if not ids:
-        return set()
     conn.execute(
         update(outbox)
-        .where(outbox.c.id.in_(ids), outbox.c.status == CLAIMED, outbox.c.worker == worker)
+        .where(_group(token, kind, campaign, step), outbox.c.status == CLAIMED)
         .values(status=SENDING, updated_at=now)
     )
     return set(
         conn.execute(
             select(outbox.c.id).where(
-                outbox.c.id.in_(ids), outbox.c.status == SENDING, outbox.c.worker == worker
+                _group(token, kind, campaign, step), outbox.c.status == SENDING
             )
         ).scalars()
     )
 
 
-def mark_sent(
-    conn: Connection, ids_by_message: dict[str | None, list[int]], *, now: datetime
+def mark_group_sent(
+    conn: Connection,
+    *,
+    token: str,
+    kind: str,
+    campaign: str,
+    step: str,
+    message_id: str | None,
+    now: datetime,
 ) -> int:
-    """Records delivery to the provider; one statement per provider message id."""
-    count = 0
-    for message_id, ids in ids_by_message.items():
-        result = conn.execute(
-            update(outbox)
-            .where(outbox.c.id.in_(ids), outbox.c.status.in_((SENDING, UNKNOWN)))
-            .values(
-                status=SENT,
-                provider_message_id=message_id,
-                sent_at=now,
-                lease_until=None,
-                error=None,
-                updated_at=now,
-            )
+    """Every row of one step still ``sending`` under ``token`` is sent (one statement)."""
+    return conn.execute(
+        update(outbox)
+        .where(_group(token, kind, campaign, step), outbox.c.status == SENDING)
+        .values(
+            status=SENT,
+            provider_message_id=message_id,
+            sent_at=now,
+            lease_until=None,
+            error=None,
+            updated_at=now,
         )
-        count += result.rowcount
-    return count
+    ).rowcount
+
+
+def mark_sent(conn: Connection, message_ids: dict[int, str | None], *, now: datetime) -> int:
+    """Records delivery row by row (each with its own provider message id)."""
+    if not message_ids:
+        return 0
+    result = conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.id == bindparam("row_id"),
+            or_(outbox.c.status == SENDING, outbox.c.status == UNKNOWN),
+        )
+        .values(
+            status=SENT,
+            provider_message_id=bindparam("message_id"),
+            sent_at=now,
+            lease_until=None,
+            error=None,
+            updated_at=now,
+        ),
+        [{"row_id": i, "message_id": m} for i, m in message_ids.items()],
+    )
+    return max(result.rowcount, 0)
 
 
 def mark_failed(conn: Connection, errors: dict[int, str], *, now: datetime) -> None:
@@ -223,14 +241,19 @@ def requeue(
 
 def cancel(conn: Connection, ids: Iterable[int], *, now: datetime, reason: str) -> int:
     """Cancels rows that have not left yet (queued or claimed)."""
-    ids = list(ids)
-    if not ids:
+    params = [{"row_id": i} for i in ids]
+    if not params:
         return 0
-    return conn.execute(
+    conn.execute(
         update(outbox)
-        .where(outbox.c.id.in_(ids), outbox.c.status.in_((QUEUED, CLAIMED)))
-        .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now)
-    ).rowcount
+        .where(
+            outbox.c.id == bindparam("row_id"),
+            or_(outbox.c.status == QUEUED, outbox.c.status == CLAIMED),
+        )
+        .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now),
+        params,
+    )
+    return len(params)
 
 
 def cancel_for_subscriber(

@@ -9,7 +9,7 @@ from nurture.store.schema import enrolments, outbox, subscribers
 
 def subscribers_by_status(conn: Connection) -> dict[str, int]:
     query = select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
-    return dict(conn.execute(query).tuples().all())
+    return dict(conn.execute(query).all())
 
 
 def sent_per_step(conn: Connection) -> dict[tuple[str, str], int]:
@@ -34,4 +34,4 @@ def stopped_after_step(conn: Connection) -> dict[tuple[str, int], int]:
 
 def sends_by_state(conn: Connection) -> dict[str, int]:
     query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
-    return dict(conn.execute(query).tuples().all())
+    return dict(conn.execute(query).all())

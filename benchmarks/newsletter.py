@@ -1,0 +1,255 @@
+"""``make bench``: one newsletter to N confirmed subscribers, end to end, timed.
+
+The path measured is the production one: planning (one INSERT ... SELECT per time
+zone), the outbox, claiming, rendering (each step compiled once, personalised per
+recipient), the official SendGrid client posting 1000 personalizations per request
+to the fake SendGrid over HTTP on loopback (its own process, validating every
+request's envelope and rules, a sample of personalizations against the schema), and
+every row marked sent. Seeding the subscribers is not timed. A naive baseline that
+compiles MJML for every recipient is measured on a sample and projected to N.
+
+    python -m benchmarks.newsletter --n 100000 [--backends sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select, text
+
+from nurture import planning
+from nurture.campaigns import load_catalogue
+from nurture.dispatch import Dispatcher
+from nurture.providers import make_provider
+from nurture.recipients import RecipientFactory
+from nurture.rendering import Renderer
+from nurture.settings import Settings, load_settings
+from nurture.store import database
+from nurture.store.schema import outbox
+from nurture.tokens import Tokens
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES = os.environ.get("NURTURE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ZONES = ("Europe/London", "Europe/Berlin", "Africa/Lagos", "Europe/Athens")  # all open at 09:00 UK
+
+
+@dataclass
+class Result:
+    backend: str
+    n: int
+    plan_s: float
+    dispatch_s: float
+    requests: int
+    accepted: int
+    sent_rows: int
+    peak_rss_mb: float
+
+    @property
+    def total_s(self) -> float:
+        return self.plan_s + self.dispatch_s
+
+
+@contextmanager
+def fake_sendgrid() -> Iterator[tuple[str, dict[str, int]]]:
+    """The fake SendGrid in its own process, so it does not share our GIL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nurture.testing.sendgrid_server", "--validate", "sample"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    stats: dict[str, int] = {}
+    try:
+        yield url, stats
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        import json
+
+        for line in out.splitlines():
+            if line.startswith("{"):
+                stats.update(json.loads(line))
+
+
+def seed(engine: Engine, n: int) -> None:
+    """N confirmed subscribers, generated inside the database (nothing in Python memory)."""
+    zones = ", ".join(f"'{z}'" for z in ZONES)
+    if engine.dialect.name == "postgresql":
+        sql = f"""
+            INSERT INTO subscribers (public_id, email, first_name, timezone, status, newsletters,
+                                     created_at, confirmed_at)
+            SELECT 'pub' || x, 'reader' || x || '@example.org', 'Reader',
+                   (ARRAY[{zones}])[1 + x % {len(ZONES)}], 'confirmed', true,
+                   now() - interval '30 days', now() - interval '30 days'
+            FROM generate_series(1, {n}) AS x"""
+    else:
+        cases = " ".join(f"WHEN {i} THEN '{z}'" for i, z in enumerate(ZONES))
+        sql = f"""
+            WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
+            INSERT INTO subscribers (public_id, email, first_name, timezone, status, newsletters,
+                                     created_at, confirmed_at)
+            SELECT 'pub' || x, 'reader' || x || '@example.org', 'Reader',
+                   CASE x % {len(ZONES)} {cases} END, 'confirmed', 1,
+                   '2026-11-01 00:00:00', '2026-11-01 00:00:00'
+            FROM c"""
+    with engine.begin() as conn:
+        conn.execute(text(sql))
+
+
+@contextmanager
+def database_for(backend: str, workdir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    schema = f"nurture_bench_{os.getpid()}_{secrets.token_hex(2)}"
+    admin = database.make_engine(POSTGRES)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{database.normalise_url(POSTGRES)}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def run(backend: str, n: int, url_of_fake: str) -> Result:
+    workdir = Path(tempfile.mkdtemp(prefix="nurture-bench-"))
+    try:
+        with database_for(backend, workdir) as url:
+            settings = bench_settings(workdir, url, url_of_fake)
+            database.upgrade(url)
+            engine = database.make_engine(url)
+            seed(engine, n)
+            catalogue = load_catalogue(settings)
+            letter = next(iter(catalogue.newsletters.values()))
+            now = letter.send_at + timedelta(minutes=1)
+            renderer = Renderer(settings, catalogue)
+            recipients = RecipientFactory(settings, Tokens.from_settings(settings))
+            dispatcher = Dispatcher(
+                engine,
+                settings,
+                catalogue,
+                renderer,
+                recipients,
+                make_provider(settings),
+                clock=lambda: now,
+            )
+            started = time.perf_counter()
+            planning.plan_newsletters(engine, catalogue, settings, now=now)
+            planned = time.perf_counter()
+            report = dispatcher.dispatch()
+            finished = time.perf_counter()
+            with engine.connect() as conn:
+                sent = conn.execute(
+                    select(func.count()).where(outbox.c.status == "sent")
+                ).scalar_one()
+            engine.dispose()
+            return Result(
+                backend,
+                n,
+                planned - started,
+                finished - planned,
+                report.batches,
+                report.sent,
+                sent,
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench_settings(workdir: Path, url: str, fake: str) -> Settings:
+    return load_settings(
+        _env_file=None,
+        env="test",
+        var_dir=workdir,
+        database_url=url,
+        campaigns_dir=ROOT / "campaigns",
+        templates_dir=ROOT / "templates",
+        delivery="sendgrid",
+        sendgrid_api_key="SG.bench",
+        sendgrid_host=fake,
+        secret_keys="bench-secret-key",
+        base_url="https://mail.example-practice.com",
+        postal_address="Example Practice, 1 Example Street",
+    )
+
+
+def naive_rate(sample: int) -> float:
+    """Emails per second when MJML is compiled for every recipient (the baseline)."""
+    settings = load_settings(
+        _env_file=None,
+        env="test",
+        var_dir=Path(tempfile.mkdtemp()),
+        campaigns_dir=ROOT / "campaigns",
+        templates_dir=ROOT / "templates",
+        secret_keys="bench-secret-key",
+    )
+    catalogue = load_catalogue(settings)
+    slug = next(iter(catalogue.newsletters))
+    factory = RecipientFactory(settings, Tokens.from_settings(settings))
+    started = time.perf_counter()
+    for i in range(sample):
+        content = Renderer(settings, catalogue).compile("newsletters", slug)  # no reuse
+        recipient = factory.marketing(
+            email=f"r{i}@example.org",
+            public_id=f"p{i}",
+            first_name="R",
+            fallback="there",
+            outbox_id=i,
+        )
+        content.personalise(recipient.values)
+    return sample / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--naive-sample", type=int, default=200)
+    args = parser.parse_args(argv)
+    results = []
+    for backend in args.backends.split(","):
+        with fake_sendgrid() as (url, stats):
+            result = run(backend, args.n, url)
+        result.accepted = stats.get("recipients", -1)
+        result.requests = stats.get("requests", result.requests)
+        results.append(result)
+        print_result(result)
+    rate = naive_rate(args.naive_sample)
+    print(
+        f"naive baseline (MJML compiled per recipient, {args.naive_sample} sampled): "
+        f"{rate:,.0f} emails/s -> {args.n / rate:,.0f} s projected for {args.n:,}"
+    )
+    ok = all(r.sent_rows == r.n and r.accepted == r.n for r in results)
+    return 0 if ok else 1
+
+
+def print_result(r: Result) -> None:
+    print(
+        f"{r.backend:<10} n={r.n:,}  plan {r.plan_s:6.2f} s  dispatch {r.dispatch_s:6.2f} s  "
+        f"total {r.total_s:6.2f} s  {r.n / r.total_s:,.0f} emails/s  requests {r.requests:,}  "
+        f"accepted by fake {r.accepted:,}  rows sent {r.sent_rows:,}  "
+        f"peak RSS {r.peak_rss_mb:,.0f} MB",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
