@@ -50,7 +50,9 @@ def make_scheduler(services: Services) -> BackgroundScheduler:
     return scheduler
 
 
-def serve(services: Services, *, host: str, port: int, web: bool = True, scheduler: bool = True) -> int:
+def serve(
+    services: Services, *, host: str, port: int, web: bool = True, scheduler: bool = True
+) -> int:
     """Runs until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
     stop = threading.Event()
 

@@ -294,9 +294,7 @@ def unknown_rows(conn: Connection, *, limit: int = 1000) -> list[tuple[int, date
 
 
 def counts_by_status(conn: Connection) -> dict[str, int]:
-    return dict(
-        conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).tuples().all()
-    )
+    return dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())
 
 
 def due_preview(conn: Connection, *, now: datetime, limit: int = 50) -> list[Any]:

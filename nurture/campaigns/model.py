@@ -1,0 +1,127 @@
+"""What the therapist's campaign files say, as plain immutable values.
+
+A :class:`Catalogue` holds every sequence (:class:`Campaign` with its :class:`Step`
+files) and every :class:`Newsletter`. Newsletters are addressed like a campaign named
+``"newsletters"`` whose steps are the newsletter slugs, so the outbox, rendering and
+stats can treat both the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+
+from nurture.exceptions import CampaignError
+
+#: The pseudo-campaign under which newsletters are addressed (and their folder's name).
+NEWSLETTERS = "newsletters"
+#: What ``first_name`` becomes in a newsletter for a subscriber who gave no name.
+DEFAULT_FIRST_NAME_FALLBACK = "there"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One email of a sequence: ``NN-slug.md``.
+
+    ``delay`` is the wait after the previous step was sent (for the first step: after
+    confirmation). ``body`` is the Markdown + Jinja source, starting at ``body_line``
+    (1-based) of ``path``.
+    """
+
+    slug: str
+    subject: str
+    preheader: str
+    delay: timedelta
+    body: str
+    path: Path
+    body_line: int
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One sequence, drawn from one article: ``campaigns/<slug>/campaign.yaml``."""
+
+    slug: str
+    name: str
+    article_title: str
+    article_url: str
+    from_name: str
+    first_name_fallback: str
+    send_window: tuple[time, time] | None
+    steps: tuple[Step, ...]
+    path: Path
+    #: Extra words for the discretion check, on top of the settings' list.
+    discretion_words: tuple[str, ...] = field(default=())
+
+    def step(self, slug: str) -> Step:
+        """The step with that slug; raises :class:`CampaignError` when there is none."""
+        for step in self.steps:
+            if step.slug == slug:
+                return step
+        raise CampaignError(f"campaign {self.slug!r} has no step {slug!r}", path=str(self.path))
+
+    def index_of(self, slug: str) -> int:
+        """The 0-based position of a step; raises :class:`CampaignError` when unknown."""
+        for index, step in enumerate(self.steps):
+            if step.slug == slug:
+                return index
+        raise CampaignError(f"campaign {self.slug!r} has no step {slug!r}", path=str(self.path))
+
+
+@dataclass(frozen=True)
+class Newsletter:
+    """One newsletter file; ``send_at`` and ``not_after`` are aware UTC datetimes."""
+
+    slug: str
+    subject: str
+    preheader: str
+    send_at: datetime
+    not_after: datetime | None
+    body: str
+    path: Path
+    body_line: int
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Every campaign and newsletter, by slug. Load it with ``load_catalogue``."""
+
+    campaigns: dict[str, Campaign]
+    newsletters: dict[str, Newsletter]
+    #: The folder they were read from (for messages).
+    root: Path = field(default=Path("campaigns"))
+
+    def campaign(self, slug: str) -> Campaign:
+        """The campaign; raises :class:`CampaignError` when unknown."""
+        try:
+            return self.campaigns[slug]
+        except KeyError:
+            raise CampaignError(f"no campaign {slug!r}", path=str(self.root / slug)) from None
+
+    def newsletter(self, slug: str) -> Newsletter:
+        """The newsletter; raises :class:`CampaignError` when unknown."""
+        try:
+            return self.newsletters[slug]
+        except KeyError:
+            raise CampaignError(
+                f"no newsletter {slug!r}", path=str(self.root / NEWSLETTERS)
+            ) from None
+
+    def content_for(self, campaign: str, step: str) -> Step | Newsletter:
+        """The step, or the newsletter when ``campaign`` is ``"newsletters"``."""
+        if campaign == NEWSLETTERS:
+            return self.newsletter(step)
+        return self.campaign(campaign).step(step)
+
+    def step_slugs(self, campaign: str) -> list[str]:
+        """The steps of a campaign in order, or every newsletter slug for ``"newsletters"``."""
+        if campaign == NEWSLETTERS:
+            return list(self.newsletters)
+        return [step.slug for step in self.campaign(campaign).steps]
+
+    def first_name_fallback(self, campaign: str) -> str:
+        """What ``first_name`` becomes for a subscriber who gave no name."""
+        if campaign == NEWSLETTERS:
+            return DEFAULT_FIRST_NAME_FALLBACK
+        return self.campaign(campaign).first_name_fallback

@@ -1,0 +1,33 @@
+"""A developer's backend: every message printed to standard output.
+
+Addresses are shown in clear on purpose: this is a tool for a developer's terminal,
+never for a server's logs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from nurture.messages import Batch
+from nurture.providers.base import Provider, SendResult
+
+
+class ConsoleProvider(Provider):
+    """Prints each recipient's complete MIME message, separated by a rule."""
+
+    name = "console"
+    max_recipients = 1000
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def send_chunk(self, batch: Batch) -> list[SendResult]:
+        out = self.stream or sys.stdout
+        results = []
+        for recipient in batch.recipients:
+            message = batch.mime(recipient)
+            out.write(message.as_string() + "\n" + "-" * 72 + "\n")
+            results.append(SendResult(recipient, "sent", message_id=str(message["Message-ID"])))
+        out.flush()
+        return results

@@ -1,0 +1,183 @@
+"""Any SMTP server, with one connection reused for a whole batch.
+
+Each recipient gets their own complete MIME message (:meth:`Batch.mime`, the very
+message ``nurture preview`` writes), so a chunk here is only a unit of progress: the
+connection is opened once per :meth:`Provider.send` and checked with ``NOOP`` before
+each further chunk, because servers close idle connections.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+
+from nurture.exceptions import ConfigurationError
+from nurture.messages import Batch, Recipient
+from nurture.providers.base import ChunkError, Provider, SendResult
+from nurture.settings import Settings
+
+
+class SMTPProvider(Provider):
+    """Sends through ``settings.smtp_host``: SMTPS when ``smtp_ssl``, else STARTTLS when
+    ``smtp_starttls`` (required then: a server that does not offer it is a configuration
+    error, never a silent fall back to clear text), and login when ``smtp_username``.
+
+    ``ssl_context`` replaces the default (system CAs, hostname checked), e.g. to trust a
+    private CA.
+    """
+
+    name = "smtp"
+    max_recipients = 100
+
+    def __init__(self, settings: Settings, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.host = settings.smtp_host
+        self.port = settings.smtp_port
+        self.use_ssl = settings.smtp_ssl
+        self.starttls = settings.smtp_starttls and not settings.smtp_ssl
+        self.username = settings.smtp_username
+        self.password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+        self.timeout = settings.smtp_timeout
+        self.ssl_context = ssl_context
+        self._conn: smtplib.SMTP | None = None
+        self._fresh = False
+        #: Why the connection was lost, when it was: the rest of the batch waits.
+        self._lost: str | None = None
+
+    def open(self) -> None:
+        self._lost = None
+        self._conn = self._connect()
+        self._fresh = True
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
+    def send_chunk(self, batch: Batch) -> list[SendResult]:
+        self._keep_alive()
+        results = []
+        for recipient in batch.recipients:
+            if self._conn is None:
+                results.append(
+                    SendResult(recipient, "retry", error=self._lost or "SMTP connection lost")
+                )
+                continue
+            results.append(self._send_one(self._conn, batch, recipient))
+        return results
+
+    def _send_one(self, conn: smtplib.SMTP, batch: Batch, recipient: Recipient) -> SendResult:
+        message = batch.mime(recipient)
+        message_id = str(message["Message-ID"])
+        try:
+            conn.send_message(message, from_addr=batch.sender.email, to_addrs=[recipient.email])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = exc.recipients.get(recipient.email, (0, b""))
+            return self._answered(conn, recipient, code, reply, "recipient refused")
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            if exc.smtp_code == 530:
+                # "Authentication required" / "Must issue STARTTLS first": our settings.
+                raise ConfigurationError(
+                    f"the SMTP server {self.host}:{self.port} wants TLS or a login first "
+                    f"({exc.smtp_code} {exc.smtp_error!r}); check NURTURE_SMTP_*"
+                ) from None
+            return self._answered(conn, recipient, exc.smtp_code, exc.smtp_error, "refused")
+        except smtplib.SMTPNotSupportedError as exc:
+            # An international address the server cannot carry: that will not change.
+            return SendResult(recipient, "failed", error=f"SMTP: {exc}")
+        except smtplib.SMTPResponseException as exc:
+            return self._answered(conn, recipient, exc.smtp_code, exc.smtp_error, "error")
+        except (smtplib.SMTPException, OSError) as exc:
+            # Timeout or disconnect mid-transaction: the server may have taken DATA.
+            self._lose(f"SMTP connection lost: {type(exc).__name__}: {exc}")
+            return SendResult(recipient, "retry", error=self._lost, maybe_sent=True)
+        return SendResult(recipient, "sent", message_id=message_id)
+
+    def _answered(
+        self,
+        conn: smtplib.SMTP,
+        recipient: Recipient,
+        code: int,
+        reply: bytes | str,
+        what: str,
+    ) -> SendResult:
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        error = f"SMTP {what}: {code} {text}".strip()
+        if code == 421 or conn.sock is None:
+            # 421: the server is closing the connection (smtplib already closed it).
+            self._lose(error)
+            return SendResult(recipient, "retry", error=error)
+        if 500 <= code < 600:
+            return SendResult(recipient, "failed", error=error)
+        return SendResult(recipient, "retry", error=error)
+
+    def _keep_alive(self) -> None:
+        """Checks a reused connection before a chunk; reconnects once if it went stale."""
+        if self._conn is None or self._fresh:
+            self._fresh = False
+            return
+        try:
+            code, _ = self._conn.noop()
+            if code == 250:
+                return
+        except (smtplib.SMTPException, OSError):
+            pass
+        self.close()
+        try:
+            self._conn = self._connect()
+        except ChunkError as exc:
+            self._lose(exc.message)
+
+    def _lose(self, reason: str) -> None:
+        self._lost = reason
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        """A ready connection: TLS as configured and logged in."""
+        context = self.ssl_context or ssl.create_default_context()
+        where = f"{self.host}:{self.port}"
+        try:
+            conn: smtplib.SMTP
+            if self.use_ssl:
+                conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            try:
+                if self.starttls:
+                    conn.starttls(context=context)
+                if self.username:
+                    conn.login(self.username, self.password)
+            except BaseException:
+                conn.close()
+                raise
+        except smtplib.SMTPNotSupportedError as exc:
+            raise ConfigurationError(
+                f"the SMTP server {where} does not offer STARTTLS ({exc}); "
+                "use NURTURE_SMTP_SSL, or NURTURE_SMTP_STARTTLS=false on a trusted network only"
+            ) from None
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ConfigurationError(
+                f"the SMTP server {where} refused the login: {exc.smtp_code}; "
+                "check NURTURE_SMTP_USERNAME and NURTURE_SMTP_PASSWORD"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigurationError(
+                f"the TLS certificate of {where} is not valid: {exc.verify_message}"
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code >= 500:
+                raise ConfigurationError(
+                    f"the SMTP server {where} refused us: {exc.smtp_code} {exc.smtp_error!r}"
+                ) from None
+            raise ChunkError(f"SMTP {where}: {exc.smtp_code}", retryable=True) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise ChunkError(
+                f"cannot reach the SMTP server {where}: {type(exc).__name__}: {exc}",
+                retryable=True,
+            ) from exc
+        return conn

@@ -1,0 +1,441 @@
+"""The subscriber's path: sign up, confirm, unsubscribe, undo.
+
+Every method runs in one transaction and takes ``now``. Nothing here knows about HTTP:
+the web layer turns requests into calls and the results into pages; mail is never sent
+from here but queued in the outbox (the confirmation too), so a provider outage loses
+nothing. The caller may hand a returned outbox id to ``Dispatcher.send_now`` to send
+the confirmation at once.
+
+The rules that keep a sensitive audience safe:
+
+* sign-up answers the same for a new, pending, confirmed, unsubscribed or suppressed
+  address, and changes nothing a confirmed person agreed to: a known address only gets
+  a consent record and a fresh confirmation (at most one per 10 minutes);
+* only a confirmation brings an address back after an unsubscribe, an erasure or a
+  suppression, and only a confirmation sent *after* that event (an older link in the
+  inbox cannot undo an unsubscribe);
+* an unsubscribe cancels every queued message and suppresses the address in the same
+  transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row
+
+from nurture.campaigns import Catalogue
+from nurture.exceptions import SubscriptionError, TokenError
+from nurture.logs import mask_email
+from nurture.settings import Settings
+from nurture.store import consents as consent_ops
+from nurture.store import subscribers as subscriber_ops
+from nurture.store import suppressions as suppression_ops
+from nurture.subscriptions import preferences as prefs
+from nurture.subscriptions.validation import (
+    SignUpRequest,
+    clean_first_name,
+    clean_timezone,
+    normalise_address,
+)
+from nurture.tokens import Purpose, Tokens, new_public_id
+
+log = logging.getLogger(__name__)
+
+#: A pending address gets at most one confirmation email per this interval.
+CONFIRMATION_INTERVAL = timedelta(minutes=10)
+_BUCKET_SECONDS = int(CONFIRMATION_INTERVAL.total_seconds())
+
+
+@dataclass(frozen=True)
+class Person:
+    """What a page may show about the holder of a token: never the address."""
+
+    public_id: str
+    first_name: str | None
+    status: str
+    source_campaign: str | None
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """The outcome of a confirmation; ``newly`` is false for a repeated click."""
+
+    first_name: str | None
+    campaign: str | None
+    newly: bool
+
+
+class Subscriptions:
+    """The domain service behind the subscriber pages, the inbound unsubscribe and the CLI."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, tokens: Tokens, catalogue: Catalogue
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.tokens = tokens
+        self.catalogue = catalogue
+
+    # Sign-up ----------------------------------------------------------------------
+
+    def sign_up(self, request: SignUpRequest, *, now: datetime) -> int | None:
+        """Records an opt-in and queues a confirmation; returns the new outbox id or ``None``.
+
+        Raises :class:`SubscriptionError` (with a ``field`` in its context and a message
+        safe to show) for an invalid address, an unknown campaign or missing consent.
+        Otherwise the outcome looks the same whatever the address's state; ``None``
+        means no email was queued (one went out less than 10 minutes ago).
+        """
+        email = normalise_address(
+            request.email, check_deliverability=self.settings.check_deliverability
+        )
+        if not isinstance(request.campaign, str) or request.campaign not in (
+            self.catalogue.campaigns
+        ):
+            raise SubscriptionError(
+                "This sign-up form is out of date. Please reload the page.", field="campaign"
+            )
+        if request.consent is not True:
+            raise SubscriptionError(
+                "Please tick the box to say you agree to receive these emails.", field="consent"
+            )
+        first_name = clean_first_name(request.first_name)
+        timezone = clean_timezone(request.timezone)
+        with self.engine.begin() as conn:
+            row = self._find_or_create(conn, email, first_name, timezone, request, now)
+            consent_ops.record(
+                conn,
+                subscriber_id=row.id,
+                action="opt_in",
+                channel="json" if request.channel == "json" else "form",
+                now=now,
+                wording=self.settings.consent_wording,
+                wording_version=self.settings.consent_version,
+                campaign=request.campaign,
+                form_url=request.form_url,
+                ip=request.ip,
+                user_agent=request.user_agent,
+            )
+            outbox_id = self._queue_confirmation(conn, row, request.campaign, now)
+        log.info(
+            "sign-up",
+            extra={
+                "action": "sign_up",
+                "email": mask_email(email),
+                "campaign": request.campaign,
+                "queued": outbox_id is not None,
+            },
+        )
+        return outbox_id
+
+    def _find_or_create(
+        self,
+        conn: Connection,
+        email: str,
+        first_name: str | None,
+        timezone: str | None,
+        request: SignUpRequest,
+        now: datetime,
+    ) -> Row[Any]:
+        row = subscriber_ops.by_email(conn, email, for_update=True)
+        if row is None:
+            subscriber_ops.create(
+                conn,
+                {
+                    "public_id": new_public_id(),
+                    "email": email,
+                    "first_name": first_name,
+                    "timezone": timezone,
+                    "status": subscriber_ops.PENDING,
+                    "newsletters": True,
+                    "source_campaign": request.campaign,
+                    "created_at": now,
+                },
+            )
+            # Re-read (locked): a concurrent sign-up may have created it first.
+            row = subscriber_ops.by_email(conn, email, for_update=True)
+            assert row is not None
+            return row
+        # A known address: whatever the form says, a confirmed person's details stay as
+        # they agreed to them; a pending one takes the latest form (nothing confirmed yet).
+        values: dict[str, Any] = {"source_campaign": request.campaign}
+        if row.status == subscriber_ops.PENDING:
+            values.update(first_name=first_name or row.first_name, timezone=timezone)
+        if row.timezone is None and timezone is not None:
+            values["timezone"] = timezone
+        subscriber_ops.change(conn, row.id, **values)
+        refreshed = subscriber_ops.by_email(conn, email)
+        assert refreshed is not None
+        return refreshed
+
+    def _queue_confirmation(
+        self, conn: Connection, row: Row[Any], campaign: str, now: datetime
+    ) -> int | None:
+        """Queues a confirmation unless one was queued in the last 10 minutes.
+
+        The step name holds the 10-minute bucket, so the outbox's unique constraint makes
+        the limit hold even for two sign-ups racing. A confirmation queued before an
+        unsubscribe is void (:meth:`_confirmation_valid`), so it does not count: the
+        step then also names the unsubscribe, to stay unique.
+        """
+        last = row.confirmation_sent_at
+        void = last is not None and not _confirmation_current(row, None)
+        if last is not None and not void and now - last < CONFIRMATION_INTERVAL:
+            return None
+        step = f"confirm-{int(now.timestamp()) // _BUCKET_SECONDS}"
+        if void and row.unsubscribed_at is not None:
+            step += f"-{int(row.unsubscribed_at.timestamp())}"
+        outbox_id = subscriber_ops.queue_confirmation(
+            conn, row.id, campaign=campaign, step=step, now=now
+        )
+        if outbox_id is not None:
+            subscriber_ops.change(conn, row.id, confirmation_sent_at=now)
+        return outbox_id
+
+    # Confirmation -----------------------------------------------------------------
+
+    def person(self, purpose: Purpose, token: str, *, now: datetime) -> Person | None:
+        """Who a valid token names, read-only (for a page greeting); ``None`` when erased.
+
+        Raises :class:`TokenError` / :class:`TokenExpired` as :meth:`Tokens.read` does.
+        """
+        public_id = self.tokens.read(purpose, token, now=now)
+        with self.engine.connect() as conn:
+            row = subscriber_ops.by_public_id(conn, public_id)
+        if row is None:
+            return None
+        return Person(row.public_id, row.first_name, row.status, row.source_campaign)
+
+    def source_campaign(self, public_id: str) -> str | None:
+        """The campaign a person last signed up from (an expired link's page offers it again)."""
+        with self.engine.connect() as conn:
+            row = subscriber_ops.by_public_id(conn, public_id)
+        return None if row is None else row.source_campaign
+
+    def confirm(self, token: str, *, now: datetime) -> Confirmed:
+        """Confirms the address and enrols it in its source campaign, first step due now.
+
+        A repeat is harmless (no second enrolment). Lifts any suppression: this is the
+        fresh double opt-in. Raises :class:`TokenError` for a bad token, an erased
+        subscriber, or a link older than a later unsubscribe or suppression.
+        """
+        public_id = self.tokens.read("confirm", token, now=now)
+        with self.engine.begin() as conn:
+            row = subscriber_ops.by_public_id(conn, public_id, for_update=True)
+            if row is None:
+                raise TokenError("this link no longer works", reason="unknown")
+            suppression = suppression_ops.lookup(conn, self.settings, row.email)
+            if not _confirmation_current(row, suppression):
+                raise TokenError("a later change replaced this link", reason="superseded")
+            newly = row.status != subscriber_ops.CONFIRMED
+            if newly:
+                subscriber_ops.change(
+                    conn,
+                    row.id,
+                    status=subscriber_ops.CONFIRMED,
+                    confirmed_at=now,
+                    unsubscribed_at=None,
+                    newsletters=True,
+                )
+            if suppression is not None:
+                suppression_ops.remove(conn, self.settings, row.email)
+            enrolled = self._enrol(conn, row, now)
+            if newly or enrolled:
+                consent_ops.record(
+                    conn,
+                    subscriber_id=row.id,
+                    action="confirm",
+                    channel="link",
+                    now=now,
+                    wording=self.settings.consent_wording,
+                    wording_version=self.settings.consent_version,
+                    campaign=row.source_campaign,
+                )
+        log.info(
+            "confirmed",
+            extra={"action": "confirm", "campaign": row.source_campaign, "newly": newly},
+        )
+        return Confirmed(row.first_name, row.source_campaign, newly)
+
+    def _enrol(self, conn: Connection, row: Row[Any], now: datetime) -> bool:
+        """Enrols in the source campaign; revives a sequence stopped before this sign-up."""
+        slug = row.source_campaign
+        campaign = self.catalogue.campaigns.get(slug) if slug else None
+        if campaign is None:
+            return False
+        if subscriber_ops.enrol(conn, row.id, campaign.slug, now=now):
+            return True
+        current = next(
+            e for e in subscriber_ops.enrolments_of(conn, row.id) if e.campaign == campaign.slug
+        )
+        # A stopped sequence restarts where it stopped only when the person asked again
+        # (signed up, or pressed undo) after it stopped: an old link cannot revive it.
+        sent = row.confirmation_sent_at
+        if current.status != "stopped" or sent is None or current.updated_at > sent:
+            return False
+        if current.next_step >= len(campaign.steps):
+            subscriber_ops.set_enrolment(conn, current.id, status="completed", updated_at=now)
+            return False
+        step = campaign.steps[current.next_step].slug
+        revived = subscriber_ops.requeue_cancelled(
+            conn, row.id, campaign=campaign.slug, step=step, now=now
+        )
+        # A revived row is the planned step already; otherwise the planner plans it now.
+        subscriber_ops.set_enrolment(
+            conn, current.id, status="active", next_due_at=None if revived else now, updated_at=now
+        )
+        return True
+
+    # Unsubscribe ------------------------------------------------------------------
+
+    def unsubscribe(self, token: str, *, channel: str, now: datetime) -> bool:
+        """Unsubscribes from everything at once; ``True`` when something changed.
+
+        ``channel`` is ``link``, ``one_click``, ``mailto`` or ``preferences``. In one
+        transaction: status unsubscribed, every active enrolment stopped, every queued or
+        claimed outbox row cancelled, the address suppressed, a withdrawal recorded.
+        Idempotent; an erased subscriber's token succeeds (the address is suppressed).
+        """
+        public_id = self.tokens.read("unsubscribe", token, now=now)
+        with self.engine.begin() as conn:
+            row = subscriber_ops.by_public_id(conn, public_id, for_update=True)
+            if row is None:
+                return False
+            return self.withdraw(conn, row, channel=channel, now=now)
+
+    def withdraw(self, conn: Connection, row: Row[Any], *, channel: str, now: datetime) -> bool:
+        """The unsubscribe itself, inside the caller's transaction (preferences use it too)."""
+        changed = row.status != subscriber_ops.UNSUBSCRIBED
+        if changed:
+            subscriber_ops.change(
+                conn, row.id, status=subscriber_ops.UNSUBSCRIBED, unsubscribed_at=now
+            )
+        subscriber_ops.stop_enrolments(conn, row.id, now=now)
+        cancelled = subscriber_ops.cancel_mail(conn, row.id, now=now, reason="unsubscribed")
+        suppression_ops.add(conn, self.settings, row.email, reason="unsubscribe", now=now)
+        if changed:
+            consent_ops.record(
+                conn, subscriber_id=row.id, action="withdraw", channel=channel, now=now
+            )
+        log.info(
+            "unsubscribed",
+            extra={"action": "unsubscribe", "channel": channel, "cancelled": cancelled},
+        )
+        return changed
+
+    def undo(self, token: str, *, now: datetime) -> int | None:
+        """After an unsubscribe: queues a fresh confirmation (and nothing else).
+
+        Returns the outbox id to send, or ``None`` (not unsubscribed, erased, or a
+        confirmation went out in the last 10 minutes). Only confirming brings them back.
+        """
+        public_id = self.tokens.read("unsubscribe", token, now=now)
+        with self.engine.begin() as conn:
+            row = subscriber_ops.by_public_id(conn, public_id, for_update=True)
+            if row is None or row.status != subscriber_ops.UNSUBSCRIBED:
+                return None
+            return self.resubscribe(conn, row, channel="link", now=now)
+
+    def resubscribe(
+        self, conn: Connection, row: Row[Any], *, channel: str, now: datetime
+    ) -> int | None:
+        """Records the wish to come back and queues a confirmation, in the caller's transaction."""
+        consent_ops.record(
+            conn,
+            subscriber_id=row.id,
+            action="resubscribe",
+            channel=channel,
+            now=now,
+            campaign=row.source_campaign,
+        )
+        return self._queue_confirmation(conn, row, self._confirmation_campaign(row), now)
+
+    # Preferences ------------------------------------------------------------------
+
+    def preferences(self, token: str, *, now: datetime) -> prefs.Preferences | None:
+        """The choices of the person a preferences token names; ``None`` when erased."""
+        public_id = self.tokens.read("preferences", token, now=now)
+        with self.engine.connect() as conn:
+            row = subscriber_ops.by_public_id(conn, public_id)
+            return None if row is None else prefs.view(conn, self.catalogue, row)
+
+    def change_preferences(
+        self, token: str, action: str, *, campaign: str | None = None, now: datetime
+    ) -> prefs.PreferenceChange | None:
+        """Applies one choice of the preference centre; ``None`` when the person was erased.
+
+        ``action`` is one of :data:`preferences.ACTIONS`; ``stop_sequence`` needs the
+        ``campaign`` among the active ones. Raises :class:`SubscriptionError` (with a
+        ``field``) for anything else. Every change is a consent record (``preferences``).
+        """
+        if action not in prefs.ACTIONS:
+            raise SubscriptionError("Please choose one of the options.", field="action")
+        public_id = self.tokens.read("preferences", token, now=now)
+        with self.engine.begin() as conn:
+            row = subscriber_ops.by_public_id(conn, public_id, for_update=True)
+            if row is None:
+                return None
+            changed, outbox_id = self._apply_preference(conn, row, action, campaign, now)
+            if changed and action not in (prefs.STOP_ALL, prefs.RESUBSCRIBE):
+                consent_ops.record(
+                    conn,
+                    subscriber_id=row.id,
+                    action="preferences",
+                    channel="preferences",
+                    now=now,
+                    campaign=campaign if action == prefs.STOP_SEQUENCE else None,
+                    detail=action,
+                )
+            fresh = subscriber_ops.by_public_id(conn, public_id)
+            assert fresh is not None
+            view = prefs.view(conn, self.catalogue, fresh)
+        log.info("preferences", extra={"action": "preferences", "choice": action})
+        return prefs.PreferenceChange(view, action, changed, outbox_id)
+
+    def _apply_preference(
+        self, conn: Connection, row: Row[Any], action: str, campaign: str | None, now: datetime
+    ) -> tuple[bool, int | None]:
+        if action == prefs.STOP_ALL:
+            return self.withdraw(conn, row, channel="preferences", now=now), None
+        if action == prefs.RESUBSCRIBE:
+            if row.status != subscriber_ops.UNSUBSCRIBED:
+                return False, None
+            return True, self.resubscribe(conn, row, channel="preferences", now=now)
+        if row.status != subscriber_ops.CONFIRMED:
+            # Only a fresh confirmation changes an unsubscribed person's mail.
+            raise SubscriptionError("You are not subscribed at the moment.", field="action")
+        if action == prefs.STOP_SEQUENCE:
+            return prefs.stop_sequence(conn, row, campaign, now=now), None
+        if action in (prefs.STOP_NEWSLETTERS, prefs.RESUME_NEWSLETTERS):
+            wanted = action == prefs.RESUME_NEWSLETTERS
+            return prefs.set_newsletters(conn, row, wanted, now=now), None
+        timing = prefs.Timing(self.settings, self.catalogue, row)
+        if action == prefs.PAUSE:
+            return prefs.pause(conn, row, timing, now=now), None
+        return prefs.resume(conn, row, timing, now=now), None
+
+    def _confirmation_campaign(self, row: Row[Any]) -> str:
+        # The confirmation email names an article; an imported person may have none.
+        if row.source_campaign in self.catalogue.campaigns:
+            return str(row.source_campaign)
+        return next(iter(self.catalogue.campaigns), row.source_campaign or "newsletters")
+
+
+def _confirmation_current(row: Row[Any], suppression: suppression_ops.Suppression | None) -> bool:
+    """Whether the latest confirmation sent to ``row`` postdates every withdrawal.
+
+    A confirm link is minted when its email is sent, after the row was queued at
+    ``confirmation_sent_at``; rows queued before an unsubscribe were cancelled by it.
+    So any link in existence predates the unsubscribe when this returns ``False``.
+    """
+    sent = row.confirmation_sent_at
+    if sent is None:
+        return False
+    unsubscribed_at = row.unsubscribed_at
+    if row.status == subscriber_ops.UNSUBSCRIBED and unsubscribed_at and unsubscribed_at >= sent:
+        return False
+    return not (suppression is not None and suppression.created_at > sent)

@@ -1,0 +1,91 @@
+"""The Starlette application: every route, error handling and response headers.
+
+:func:`create_app` is the one entry point (``nurture serve`` hands it to uvicorn,
+tests serve it on loopback). ``debug`` is always off: a visitor never sees a
+traceback, whatever the environment.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nurture import metrics
+from nurture.services import Services
+from nurture.web import devmail, errors, ops, preview, webhooks
+
+#: Sent with every answer unless a route set its own. Links in emails carry tokens in
+#: their path, so no page may pass its URL on as a Referer.
+SECURITY_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+
+
+def create_app(services: Services) -> Starlette:
+    """The web app for ``services``: subscriber pages, preview, dev mail, webhook, ops.
+
+    Registers the database-backed queue gauges for ``/metrics`` on ``services.engine``.
+    Raises ``ConfigurationError`` at once when a configured key cannot be used.
+    """
+    metrics.watch_queue(services.engine)
+    routes: list[BaseRoute] = [
+        *_subscriber_routes(services),
+        *ops.routes(services),
+        *preview.routes(services),
+        *devmail.routes(services),
+        *webhooks.routes(services),
+    ]
+    app = Starlette(
+        debug=False,
+        routes=routes,
+        # Outermost first: the 500 page made by the catch-all gets the headers too.
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(errors.CatchAllMiddleware),
+        ],
+        exception_handlers={
+            HTTPException: errors.http_exception,
+            Exception: errors.server_error,
+        },
+    )
+    app.state.services = services
+    return app
+
+
+def _subscriber_routes(services: Services) -> list[BaseRoute]:
+    # The subscriber pages are built alongside this module; until they land, the
+    # operator half of the app works on its own.
+    if importlib.util.find_spec("nurture.web.subscriber") is None:
+        return []
+    subscriber = importlib.import_module("nurture.web.subscriber")
+    return list(subscriber.routes(services))
+
+
+class SecurityHeadersMiddleware:
+    """Adds :data:`SECURITY_HEADERS` to every HTTP answer that does not set them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

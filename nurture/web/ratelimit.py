@@ -1,0 +1,114 @@
+"""A per-client rate limit for the sign-up form, and the client's IP address.
+
+:class:`SlidingWindow` keeps, per key, the times of the requests it allowed during the
+last ``window`` seconds (a sliding log): exact, and small for a form that allows a
+handful of posts per address. It lives in the process's memory, so each process counts
+on its own; that is enough to stop a script from mail-bombing an address through the
+confirmation email, which is its purpose (the outbox allows one confirmation per
+address per 10 minutes anyway).
+
+:func:`client_ip` believes ``X-Forwarded-For`` only from a peer listed in
+``TRUSTED_PROXIES``; otherwise anyone could rotate the header to escape the limit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+
+from starlette.requests import Request
+
+from nurture.exceptions import ConfigurationError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SlidingWindow:
+    """At most ``limit`` hits per ``window`` seconds per key.
+
+    ``max_keys`` bounds the memory: past it, the keys idle the longest are forgotten
+    (which can only ever let a request through, never refuse one wrongly).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 50_000,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("limit must be >= 1 and window > 0")
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.max_keys = max_keys
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> int | None:
+        """Counts one request; ``None`` when allowed, else whole seconds until one is."""
+        now = self.clock()
+        with self._lock:
+            hits = self._hits.get(key)
+            if hits is None:
+                hits = self._hits[key] = deque()
+            self._hits.move_to_end(key)
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return max(1, math.ceil(hits[0] + self.window - now))
+            hits.append(now)
+            while len(self._hits) > self.max_keys:
+                self._hits.popitem(last=False)
+            return None
+
+
+def parse_networks(entries: Sequence[str]) -> list[Network]:
+    """``TRUSTED_PROXIES`` (addresses or CIDR ranges) as networks; a bad entry is fatal."""
+    networks: list[Network] = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"NURTURE_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
+            ) from exc
+    return networks
+
+
+def _within(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_ip(request: Request, trusted: Sequence[Network]) -> str:
+    """The client's address: the peer, or what trusted proxies say in X-Forwarded-For.
+
+    The header is read from the right (each proxy appends the address it saw): the first
+    address not belonging to a trusted proxy is the client.
+    """
+    peer = request.client.host if request.client else "unknown"
+    if not trusted or not _within(peer, trusted):
+        return peer
+    chain = [
+        part.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for part in header.split(",")
+        if part.strip()
+    ]
+    for address in reversed(chain):
+        if not _within(address, trusted):
+            try:
+                return str(ipaddress.ip_address(address))
+            except ValueError:
+                return peer  # garbage from a client: fall back to the proxy's own view
+    return chain[0] if chain else peer

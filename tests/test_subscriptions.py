@@ -1,0 +1,546 @@
+"""The subscriber's path in the core: every state change, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine, insert, select
+
+from nurture.campaigns import load_catalogue
+from nurture.exceptions import SubscriptionError, TokenError, TokenExpired
+from nurture.settings import Settings
+from nurture.store import consents as consent_ops
+from nurture.store import suppressions as suppression_ops
+from nurture.store.schema import consents, enrolments, metadata, outbox, subscribers, suppressions
+from nurture.subscriptions import SignUpRequest, Subscriptions
+from nurture.tokens import Tokens
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+CAMPAIGN = "what-i-actually-do"
+OTHER = "beginning-therapy"
+
+
+# Helpers shared with the other subscriber test modules ----------------------------
+
+
+def make_service(settings: Settings, engine: Engine) -> Subscriptions:
+    return Subscriptions(settings, engine, Tokens.from_settings(settings), load_catalogue(settings))
+
+
+def request(email: str = "jane@example.com", **changes: Any) -> SignUpRequest:
+    values: dict[str, Any] = {
+        "email": email,
+        "campaign": CAMPAIGN,
+        "consent": True,
+        "first_name": "Jane",
+        "timezone": "Europe/Berlin",
+        "form_url": "https://www.example-practice.com/articles/what-i-actually-do",
+        "ip": "203.0.113.7",
+        "user_agent": "Mozilla/5.0 (test)",
+        "channel": "form",
+    }
+    values.update(changes)
+    return SignUpRequest(**values)
+
+
+def rows(engine: Engine, table: Any, *where: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(table).where(*where).order_by(*table.primary_key)))
+
+
+def subscriber(engine: Engine, email: str = "jane@example.com") -> Any:
+    found = rows(engine, subscribers, subscribers.c.email == email)
+    return found[0] if found else None
+
+
+def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table: compare before and after to prove nothing changed."""
+    with engine.connect() as conn:
+        return {
+            t.name: sorted(
+                (tuple(r) for r in conn.execute(select(t))), key=lambda r: tuple(map(str, r))
+            )
+            for t in metadata.sorted_tables
+        }
+
+
+def add_outbox(engine: Engine, subscriber_id: int, step: str, status: str, **extra: Any) -> int:
+    values = {
+        "subscriber_id": subscriber_id,
+        "kind": "sequence",
+        "campaign": CAMPAIGN,
+        "step": step,
+        "due_at": T0,
+        "status": status,
+        "attempts": 0,
+        "created_at": T0,
+        "updated_at": T0,
+        **extra,
+    }
+    with engine.begin() as conn:
+        return int(conn.execute(insert(outbox).values(values).returning(outbox.c.id)).scalar_one())
+
+
+def confirmed(service: Subscriptions, email: str = "jane@example.com", now: datetime = T0) -> Any:
+    """A confirmed, enrolled subscriber (signed up and confirmed at ``now``)."""
+    service.sign_up(request(email), now=now)
+    row = subscriber(service.engine, email)
+    service.confirm(service.tokens.make("confirm", row.public_id, now=now), now=now)
+    return subscriber(service.engine, email)
+
+
+@pytest.fixture
+def service(settings: Settings, engine: Engine) -> Subscriptions:
+    return make_service(settings, engine)
+
+
+# Sign-up ------------------------------------------------------------------------------
+
+
+def test_new_sign_up_is_pending_with_consent_record_and_queued_confirmation(
+    service: Subscriptions, engine: Engine, settings: Settings
+) -> None:
+    outbox_id = service.sign_up(request("  Jane@EXAMPLE.com "), now=T0)
+
+    row = subscriber(engine)
+    assert row.status == "pending"
+    assert (row.first_name, row.timezone, row.source_campaign) == (
+        "Jane",
+        "Europe/Berlin",
+        CAMPAIGN,
+    )
+    assert row.confirmation_sent_at == T0 and row.confirmed_at is None
+    [consent] = rows(engine, consents)
+    assert consent.subscriber_id == row.id
+    assert (consent.action, consent.channel, consent.campaign) == ("opt_in", "form", CAMPAIGN)
+    assert consent.wording == settings.consent_wording
+    assert consent.wording_version == settings.consent_version
+    assert (consent.ip, consent.user_agent) == ("203.0.113.7", "Mozilla/5.0 (test)")
+    assert consent.form_url.endswith("/articles/what-i-actually-do")
+    [mail] = rows(engine, outbox)
+    assert mail.id == outbox_id
+    assert (mail.kind, mail.campaign, mail.status) == ("confirmation", CAMPAIGN, "queued")
+    assert mail.step == f"confirm-{int(T0.timestamp()) // 600}" and mail.due_at == T0
+    assert rows(engine, enrolments) == []
+
+
+@pytest.mark.parametrize("state", ["new", "pending", "confirmed", "unsubscribed", "erased"])
+def test_sign_up_answers_the_same_whatever_the_state(
+    state: str, service: Subscriptions, engine: Engine, settings: Settings
+) -> None:
+    from nurture import gdpr
+
+    earlier = T0 - timedelta(days=2)
+    if state != "new":
+        row = confirmed(service, now=earlier) if state != "pending" else None
+        if state == "pending":
+            service.sign_up(request(), now=earlier)
+        if state == "unsubscribed":
+            service.unsubscribe(
+                service.tokens.make("unsubscribe", row.public_id, now=earlier),
+                channel="link",
+                now=earlier,
+            )
+        if state == "erased":
+            gdpr.erase(engine, settings, "jane@example.com", earlier)
+    before = subscriber(engine)
+    consents_before = len(rows(engine, consents))
+
+    result = service.sign_up(request(first_name="Someone Else"), now=T0)
+
+    assert isinstance(result, int)  # a fresh confirmation, whatever the state
+    after = subscriber(engine)
+    [latest] = rows(engine, outbox, outbox.c.id == result)
+    assert (latest.kind, latest.subscriber_id, latest.status) == (
+        "confirmation",
+        after.id,
+        "queued",
+    )
+    assert len(rows(engine, consents)) == consents_before + 1
+    assert rows(engine, consents)[-1].action == "opt_in"
+    expected_status = {"new": "pending", "pending": "pending", "erased": "pending"}
+    assert after.status == expected_status.get(state, state)
+    if state in ("confirmed", "unsubscribed"):
+        # A confirmed person's details are never changed by an anonymous form.
+        assert after.first_name == before.first_name == "Jane"
+    with engine.connect() as conn:
+        suppressed = suppression_ops.is_suppressed(conn, settings, "jane@example.com")
+    assert suppressed == (state in ("unsubscribed", "erased"))
+
+
+def test_at_most_one_confirmation_per_ten_minutes(service: Subscriptions, engine: Engine) -> None:
+    first = service.sign_up(request(), now=T0)
+    assert first is not None
+    assert service.sign_up(request(), now=T0 + timedelta(minutes=5)) is None
+    assert service.sign_up(request(campaign=OTHER), now=T0 + timedelta(minutes=9)) is None
+    third = service.sign_up(request(), now=T0 + timedelta(minutes=10, seconds=1))
+    assert third is not None and third != first
+
+    assert len(rows(engine, outbox)) == 2
+    assert [c.action for c in rows(engine, consents)] == ["opt_in"] * 4
+    assert subscriber(engine).source_campaign == CAMPAIGN  # the latest form wins
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"email": "not-an-address"}, "email"),
+        ({"email": "a" * 400 + "@example.com"}, "email"),
+        ({"email": ""}, "email"),
+        ({"campaign": "no-such-campaign"}, "campaign"),
+        ({"consent": False}, "consent"),
+        ({"first_name": 42}, "first_name"),
+    ],
+)
+def test_invalid_sign_up_is_refused_and_changes_nothing(
+    changes: dict[str, Any], field: str, service: Subscriptions, engine: Engine
+) -> None:
+    before = snapshot(engine)
+    values = {"email": "jane@example.com", **changes}
+    with pytest.raises(SubscriptionError) as caught:
+        service.sign_up(request(**values), now=T0)
+    assert caught.value.context["field"] == field
+    assert snapshot(engine) == before
+
+
+def test_details_are_cleaned(service: Subscriptions, engine: Engine) -> None:
+    service.sign_up(
+        request(first_name="  Ja\x00ne\u202e \t\n Doe " + "x" * 200, timezone="Mars/Olympus"),
+        now=T0,
+    )
+    row = subscriber(engine)
+    assert row.first_name.startswith("Jane Doe x") and len(row.first_name) == 100
+    assert row.timezone is None
+    service.sign_up(request("JANE@example.COM"), now=T0 + timedelta(hours=1))
+    assert len(rows(engine, subscribers)) == 1  # one person, however it is spelt
+
+
+# Confirmation ---------------------------------------------------------------------
+
+
+def test_confirm_enrols_with_first_step_due_now_and_a_repeat_is_harmless(
+    service: Subscriptions, engine: Engine, settings: Settings
+) -> None:
+    service.sign_up(request(), now=T0)
+    row = subscriber(engine)
+    token = service.tokens.make("confirm", row.public_id, now=T0)
+    later = T0 + timedelta(hours=3)
+
+    result = service.confirm(token, now=later)
+
+    assert result.newly and result.campaign == CAMPAIGN and result.first_name == "Jane"
+    row = subscriber(engine)
+    assert (row.status, row.confirmed_at) == ("confirmed", later)
+    [enrolment] = rows(engine, enrolments)
+    assert (enrolment.campaign, enrolment.status, enrolment.next_step) == (CAMPAIGN, "active", 0)
+    assert enrolment.next_due_at == later and enrolment.enrolled_at == later
+    assert [c.action for c in rows(engine, consents)] == ["opt_in", "confirm"]
+
+    before = snapshot(engine)
+    again = service.confirm(token, now=later + timedelta(minutes=1))
+    assert not again.newly
+    assert snapshot(engine) == before
+
+
+def test_confirming_a_second_article_enrols_in_it_too(
+    service: Subscriptions, engine: Engine
+) -> None:
+    row = confirmed(service)
+    later = T0 + timedelta(days=1)
+    service.sign_up(request(campaign=OTHER), now=later)
+    service.confirm(service.tokens.make("confirm", row.public_id, now=later), now=later)
+    assert {e.campaign for e in rows(engine, enrolments)} == {CAMPAIGN, OTHER}
+
+
+def test_bad_confirm_tokens_change_nothing(service: Subscriptions, engine: Engine) -> None:
+    service.sign_up(request(), now=T0)
+    public_id = subscriber(engine).public_id
+    before = snapshot(engine)
+    good = service.tokens.make("confirm", public_id, now=T0)
+    for token in (
+        good[:-2] + ("AA" if not good.endswith("AA") else "BB"),  # forged signature
+        service.tokens.make("unsubscribe", public_id, now=T0),  # wrong purpose
+        Tokens(["another-key"]).make("confirm", public_id, now=T0),  # unknown key
+        "junk",
+        "",
+    ):
+        with pytest.raises(TokenError):
+            service.confirm(token, now=T0)
+    with pytest.raises(TokenExpired):
+        service.confirm(good, now=T0 + timedelta(days=8))
+    assert snapshot(engine) == before
+
+
+# Unsubscribe ---------------------------------------------------------------------
+
+
+def test_unsubscribe_cancels_waiting_mail_suppresses_and_records_at_once(
+    service: Subscriptions, engine: Engine, settings: Settings
+) -> None:
+    row = confirmed(service)
+    queued = add_outbox(engine, row.id, "02-saying-it-out-loud", "queued")
+    claimed = add_outbox(engine, row.id, "03-how-wanting-works", "claimed")
+    sent = add_outbox(engine, row.id, "01-welcome", "sent")
+    sending = add_outbox(engine, row.id, "04-the-stories-we-carry", "sending")
+    bystander = confirmed(service, "other@example.com")
+    theirs = add_outbox(engine, bystander.id, "02-saying-it-out-loud", "queued")
+    token = service.tokens.make("unsubscribe", row.public_id, now=T0)
+    when = T0 + timedelta(days=1)
+
+    assert service.unsubscribe(token, channel="one_click", now=when) is True
+
+    status = {m.id: m.status for m in rows(engine, outbox)}
+    assert status[queued] == status[claimed] == "cancelled"
+    assert (status[sent], status[sending], status[theirs]) == ("sent", "sending", "queued")
+    row = subscriber(engine)
+    assert (row.status, row.unsubscribed_at) == ("unsubscribed", when)
+    assert {e.status for e in rows(engine, enrolments, enrolments.c.subscriber_id == row.id)} == {
+        "stopped"
+    }
+    with engine.connect() as conn:
+        assert suppression_ops.lookup(conn, settings, "jane@example.com").reason == "unsubscribe"
+        assert not suppression_ops.is_suppressed(conn, settings, "other@example.com")
+    withdraw = rows(engine, consents, consents.c.action == "withdraw")
+    assert [(c.subscriber_id, c.channel, c.created_at) for c in withdraw] == [
+        (row.id, "one_click", when)
+    ]
+
+    before = snapshot(engine)
+    assert service.unsubscribe(token, channel="link", now=when + timedelta(hours=1)) is False
+    assert snapshot(engine) == before
+
+
+def test_unsubscribe_is_one_transaction(
+    service: Subscriptions, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    row = confirmed(service)
+    add_outbox(engine, row.id, "02-saying-it-out-loud", "queued")
+    before = snapshot(engine)
+
+    def broken(*args: object, **kwargs: object) -> bool:
+        raise RuntimeError("the suppression insert failed")
+
+    # Fault injection: the last write fails, so every earlier write must roll back.
+    monkeypatch.setattr(suppression_ops, "add", broken)
+    with pytest.raises(RuntimeError):
+        service.unsubscribe(
+            service.tokens.make("unsubscribe", row.public_id, now=T0), channel="link", now=T0
+        )
+    assert snapshot(engine) == before
+
+
+def test_an_old_confirm_link_cannot_undo_an_unsubscribe(
+    service: Subscriptions, engine: Engine
+) -> None:
+    row = confirmed(service)
+    old_link = service.tokens.make("confirm", row.public_id, now=T0)
+    later = T0 + timedelta(days=1)
+    service.unsubscribe(
+        service.tokens.make("unsubscribe", row.public_id, now=later), channel="link", now=later
+    )
+    before = snapshot(engine)
+    with pytest.raises(TokenError):
+        service.confirm(old_link, now=later + timedelta(hours=1))
+    assert snapshot(engine) == before
+
+
+def test_undo_only_sends_a_fresh_confirmation_and_confirming_resumes(
+    service: Subscriptions, engine: Engine, settings: Settings
+) -> None:
+    row = confirmed(service)
+    step2 = add_outbox(engine, row.id, "01-welcome", "queued")
+    unsubscribe = service.tokens.make("unsubscribe", row.public_id, now=T0)
+    t1 = T0 + timedelta(minutes=2)
+    service.unsubscribe(unsubscribe, channel="link", now=t1)
+    before = snapshot(engine)
+
+    # Within 10 minutes of the sign-up's confirmation, yet it was voided by the unsubscribe.
+    outbox_id = service.undo(unsubscribe, now=t1 + timedelta(minutes=1))
+
+    assert outbox_id is not None
+    [fresh] = rows(engine, outbox, outbox.c.id == outbox_id)
+    assert (fresh.kind, fresh.status) == ("confirmation", "queued")
+    row = subscriber(engine)
+    assert row.status == "unsubscribed"
+    with engine.connect() as conn:
+        assert suppression_ops.is_suppressed(conn, settings, row.email)
+    assert {
+        k: v for k, v in snapshot(engine).items() if k not in ("outbox", "subscribers", "consents")
+    } == {k: v for k, v in before.items() if k not in ("outbox", "subscribers", "consents")}
+    assert service.undo(unsubscribe, now=t1 + timedelta(minutes=2)) is None  # rate-limited
+
+    t2 = t1 + timedelta(hours=1)
+    service.confirm(service.tokens.make("confirm", row.public_id, now=t2), now=t2)
+    row = subscriber(engine)
+    assert row.status == "confirmed" and row.unsubscribed_at is None
+    with engine.connect() as conn:
+        assert not suppression_ops.is_suppressed(conn, settings, row.email)
+    [enrolment] = rows(engine, enrolments)
+    assert enrolment.status == "active"
+    # The step the unsubscribe cancelled is back in the queue; the planner need not re-plan.
+    [revived] = rows(engine, outbox, outbox.c.id == step2)
+    assert (revived.status, revived.due_at) == ("queued", t2)
+    assert enrolment.next_due_at is None
+
+
+# Preferences -----------------------------------------------------------------------
+
+
+def _prefs(service: Subscriptions, row: Any) -> str:
+    return service.tokens.make("preferences", row.public_id, now=T0)
+
+
+def test_stop_one_sequence(service: Subscriptions, engine: Engine) -> None:
+    row = confirmed(service)
+    later = T0 + timedelta(days=1)
+    service.sign_up(request(campaign=OTHER), now=later)
+    service.confirm(service.tokens.make("confirm", row.public_id, now=later), now=later)
+    mine = add_outbox(engine, row.id, "01-welcome", "queued")
+    other = add_outbox(engine, row.id, "01-the-first-step", "queued", campaign=OTHER)
+    view = service.preferences(_prefs(service, row), now=later)
+    assert view is not None and {s.slug for s in view.sequences} == {CAMPAIGN, OTHER}
+
+    change = service.change_preferences(
+        _prefs(service, row), "stop_sequence", campaign=CAMPAIGN, now=later
+    )
+
+    assert change is not None and change.changed
+    assert [s.slug for s in change.preferences.sequences] == [OTHER]
+    status = {e.campaign: e.status for e in rows(engine, enrolments)}
+    assert status == {CAMPAIGN: "stopped", OTHER: "active"}
+    assert {m.id: m.status for m in rows(engine, outbox, outbox.c.kind == "sequence")} == {
+        mine: "cancelled",
+        other: "queued",
+    }
+    record = rows(engine, consents)[-1]
+    assert (record.action, record.channel, record.detail, record.campaign) == (
+        "preferences",
+        "preferences",
+        "stop_sequence",
+        CAMPAIGN,
+    )
+    assert subscriber(engine).status == "confirmed"
+    with pytest.raises(SubscriptionError):
+        service.change_preferences(
+            _prefs(service, row), "stop_sequence", campaign=CAMPAIGN, now=later
+        )
+
+
+def test_stop_newsletters_and_everything(
+    service: Subscriptions, engine: Engine, settings: Settings
+) -> None:
+    row = confirmed(service)
+    letter = add_outbox(
+        engine,
+        row.id,
+        "2026-12-08-winter-note",
+        "queued",
+        kind="newsletter",
+        campaign="newsletters",
+    )
+    step = add_outbox(engine, row.id, "01-welcome", "queued")
+
+    service.change_preferences(_prefs(service, row), "stop_newsletters", now=T0)
+    assert subscriber(engine).newsletters is False
+    assert {m.id: m.status for m in rows(engine, outbox, outbox.c.kind != "confirmation")} == {
+        letter: "cancelled",
+        step: "queued",
+    }
+
+    change = service.change_preferences(_prefs(service, row), "stop_all", now=T0)
+    assert change is not None and change.preferences.status == "unsubscribed"
+    assert rows(engine, outbox, outbox.c.id == step)[0].status == "cancelled"
+    assert rows(engine, consents)[-1].action == "withdraw"
+    assert rows(engine, consents)[-1].channel == "preferences"
+    with engine.connect() as conn:
+        assert suppression_ops.is_suppressed(conn, settings, row.email)
+    with pytest.raises(SubscriptionError):
+        service.change_preferences(_prefs(service, row), "pause", now=T0)
+
+
+def test_pause_moves_due_times_and_resume_brings_them_back(
+    service: Subscriptions, engine: Engine
+) -> None:
+    row = confirmed(service)  # Europe/Berlin, window 08:00-20:00
+    queued = add_outbox(engine, row.id, "01-welcome", "queued")
+    now = T0 + timedelta(hours=1)
+
+    change = service.change_preferences(_prefs(service, row), "pause", now=now)
+
+    until = now + timedelta(days=30)
+    assert change is not None and change.preferences.paused(now)
+    assert subscriber(engine).paused_until == until
+    [mail] = rows(engine, outbox, outbox.c.id == queued)
+    assert mail.due_at >= until and mail.due_at - until < timedelta(days=1)
+    [enrolment] = rows(engine, enrolments)
+    assert enrolment.next_due_at == until
+    assert rows(engine, consents)[-1].detail == "pause"
+
+    later = now + timedelta(days=2)
+    service.change_preferences(_prefs(service, row), "resume", now=later)
+    assert subscriber(engine).paused_until is None
+    assert rows(engine, outbox, outbox.c.id == queued)[0].due_at == later  # 12:00 in Berlin
+    assert rows(engine, enrolments)[0].next_due_at == later
+    assert rows(engine, consents)[-1].detail == "resume"
+
+
+def test_unknown_preference_is_refused(service: Subscriptions) -> None:
+    row = confirmed(service)
+    with pytest.raises(SubscriptionError):
+        service.change_preferences(_prefs(service, row), "delete-everyone", now=T0)
+    with pytest.raises(TokenError):
+        service.change_preferences(
+            service.tokens.make("unsubscribe", row.public_id, now=T0), "pause", now=T0
+        )
+
+
+# Keys and retention ---------------------------------------------------------------
+
+
+def test_key_rotation_keeps_suppressions_and_links_working(
+    service: Subscriptions, engine: Engine, settings: Settings
+) -> None:
+    row = confirmed(service)
+    token = service.tokens.make("unsubscribe", row.public_id, now=T0)
+    service.unsubscribe(token, channel="link", now=T0)
+    rotated = settings.model_copy(
+        update={"secret_keys": [SecretStr("a-brand-new-key"), *settings.secret_keys]}
+    )
+    after = make_service(rotated, engine)
+    with engine.begin() as conn:
+        assert suppression_ops.is_suppressed(conn, rotated, "jane@example.com")
+        assert not suppression_ops.add(conn, rotated, "jane@example.com", reason="bounce", now=T0)
+    assert len(rows(engine, suppressions)) == 1
+    assert after.unsubscribe(token, channel="link", now=T0) is False  # old token still valid
+    # Re-confirming under the new key lifts the entry written under the old one.
+    later = T0 + timedelta(hours=1)
+    after.sign_up(request(), now=later)
+    after.confirm(after.tokens.make("confirm", row.public_id, now=later), now=later)
+    assert rows(engine, suppressions) == []
+    with engine.begin() as conn:
+        suppression_ops.add(conn, rotated, "x@example.com", reason="manual", now=T0)
+        assert not suppression_ops.is_suppressed(conn, settings, "x@example.com")  # new key only
+
+
+def test_ip_addresses_are_purged_after_retention(engine: Engine, settings: Settings) -> None:
+    with engine.begin() as conn:
+        for age in (40, 31, 29):
+            consent_ops.record(
+                conn,
+                subscriber_id=None,
+                action="opt_in",
+                channel="form",
+                now=T0 - timedelta(days=age),
+                ip="198.51.100.1",
+                user_agent="ua",
+            )
+        assert consent_ops.purge_expired_ips(conn, settings, T0) == 2
+        assert consent_ops.purge_expired_ips(conn, settings, T0) == 0
+    assert [(c.ip, c.user_agent) for c in rows(engine, consents)] == [
+        (None, "ua"),
+        (None, "ua"),
+        ("198.51.100.1", "ua"),
+    ]
