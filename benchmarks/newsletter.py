@@ -14,6 +14,7 @@ compiles MJML for every recipient is measured on a sample and projected to N.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import secrets
@@ -26,7 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select, text
@@ -57,6 +58,8 @@ class Result:
     accepted: int
     sent_rows: int
     peak_rss_mb: float
+    fake_cpu_s: float = 0.0
+    own_cpu_s: float = 0.0
 
     @property
     def total_s(self) -> float:
@@ -77,6 +80,7 @@ def fake_sendgrid() -> Iterator[tuple[str, dict[str, int]]]:
     try:
         yield url, stats
     finally:
+        stats["cpu_s"] = cpu_seconds(proc.pid)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
         import json
@@ -84,6 +88,12 @@ def fake_sendgrid() -> Iterator[tuple[str, dict[str, int]]]:
         for line in out.splitlines():
             if line.startswith("{"):
                 stats.update(json.loads(line))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def seed(engine: Engine, n: int) -> None:
@@ -128,7 +138,32 @@ def database_for(backend: str, workdir: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def run(backend: str, n: int, url_of_fake: str) -> Result:
+def dispatch_all(settings: Settings, now: datetime) -> int:
+    """One dispatcher process: sends until the queue is empty; returns its batch count."""
+    engine = database.make_engine(settings.resolved_database_url)
+    catalogue = load_catalogue(settings)
+    dispatcher = Dispatcher(
+        engine,
+        settings,
+        catalogue,
+        Renderer(settings, catalogue),
+        RecipientFactory(settings, Tokens.from_settings(settings)),
+        make_provider(settings),
+        clock=lambda: now,
+    )
+    report = dispatcher.dispatch()
+    engine.dispose()
+    return report.batches
+
+
+def peak_rss_mb() -> float:
+    """The largest resident set of this process or any dispatcher process, in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def run(backend: str, n: int, url_of_fake: str, processes: int) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix="nurture-bench-"))
     try:
         with database_for(backend, workdir) as url:
@@ -139,22 +174,18 @@ def run(backend: str, n: int, url_of_fake: str) -> Result:
             catalogue = load_catalogue(settings)
             letter = next(iter(catalogue.newsletters.values()))
             now = letter.send_at + timedelta(minutes=1)
-            renderer = Renderer(settings, catalogue)
-            recipients = RecipientFactory(settings, Tokens.from_settings(settings))
-            dispatcher = Dispatcher(
-                engine,
-                settings,
-                catalogue,
-                renderer,
-                recipients,
-                make_provider(settings),
-                clock=lambda: now,
-            )
+            engine.dispose()
+            cpu_before = os.times()
             started = time.perf_counter()
             planning.plan_newsletters(engine, catalogue, settings, now=now)
             planned = time.perf_counter()
-            report = dispatcher.dispatch()
+            engine.dispose()  # children open their own connections
+            context = multiprocessing.get_context("fork")
+            with context.Pool(processes) as pool:
+                batches = sum(pool.starmap(dispatch_all, [(settings, now)] * processes))
             finished = time.perf_counter()
+            cpu_after = os.times()
+            own_cpu = sum(cpu_after[:4]) - sum(cpu_before[:4])
             with engine.connect() as conn:
                 sent = conn.execute(
                     select(func.count()).where(outbox.c.status == "sent")
@@ -165,10 +196,11 @@ def run(backend: str, n: int, url_of_fake: str) -> Result:
                 n,
                 planned - started,
                 finished - planned,
-                report.batches,
-                report.sent,
+                batches,
                 sent,
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                sent,
+                peak_rss_mb(),
+                own_cpu_s=own_cpu,
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -223,12 +255,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--naive-sample", type=int, default=200)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="dispatcher processes (scale-out, as in production)",
+    )
     args = parser.parse_args(argv)
     results = []
     for backend in args.backends.split(","):
         with fake_sendgrid() as (url, stats):
-            result = run(backend, args.n, url)
+            result = run(backend, args.n, url, args.processes)
         result.accepted = stats.get("recipients", -1)
+        result.fake_cpu_s = stats.get("cpu_s", 0.0)
         result.requests = stats.get("requests", result.requests)
         results.append(result)
         print_result(result)
@@ -246,7 +285,8 @@ def print_result(r: Result) -> None:
         f"{r.backend:<10} n={r.n:,}  plan {r.plan_s:6.2f} s  dispatch {r.dispatch_s:6.2f} s  "
         f"total {r.total_s:6.2f} s  {r.n / r.total_s:,.0f} emails/s  requests {r.requests:,}  "
         f"accepted by fake {r.accepted:,}  rows sent {r.sent_rows:,}  "
-        f"peak RSS {r.peak_rss_mb:,.0f} MB",
+        f"peak RSS {r.peak_rss_mb:,.0f} MB  CPU: nurture {r.own_cpu_s:.1f} s, "
+        f"fake SendGrid {r.fake_cpu_s:.1f} s",
         flush=True,
     )
 

@@ -21,13 +21,13 @@ from nurture.exceptions import ConfigurationError
 
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
-#: Words that would expose the topic on a lock screen or a shared inbox. A word in the
-#: list also matches words that start with it ("therap" matches "therapist").
+#: Words that would expose the topic on a lock screen or a shared inbox. An entry ending
+#: in ``*`` matches every word starting with it; others match the whole word (and plural).
 DEFAULT_DISCRETION_WORDS: tuple[str, ...] = (
-    "sex", "sexual", "therap", "erect", "orgasm", "libido", "desire", "arous", "intima",
-    "porn", "kink", "fetish", "affair", "infidel", "trauma", "abuse", "shame", "impoten",
-    "vagin", "penis", "genital", "std", "sti", "hiv", "pleasure", "bedroom", "naked",
-    "nude", "lust", "climax", "condom", "viagra",
+    "sex*", "therap*", "erect*", "orgasm*", "libido*", "desir*", "arous*", "intima*",
+    "porn*", "kink*", "fetish*", "affair*", "infidel*", "trauma*", "abus*", "shame*",
+    "impoten*", "vagin*", "penis*", "genital*", "std", "sti", "hiv", "pleasur*",
+    "bedroom*", "naked", "nude*", "lust*", "climax*", "condom*", "viagra", "libid*",
 )  # fmt: skip
 
 

@@ -196,12 +196,14 @@ def test_discretion_on_from_name_and_campaign_words(copy: tuple[Settings, Path])
 
 
 def test_discretion_matching() -> None:
-    words = ["sex", "therap", "sti"]
+    words = ["sex*", "therap*", "sti"]
     assert [e.found for e in find_exposures("Sexual health and THERAPISTS", words)] == [
         "Sexual",
         "THERAPISTS",
     ]
     assert find_exposures("A walk in Sussex", words) == []
+    # Whole-word entries catch the word and its plural, never a longer word.
+    assert [e.found for e in find_exposures("STIs, sti, still, sticky", words)] == ["STIs", "sti"]
     assert find_exposures("anything", []) == []
 
 

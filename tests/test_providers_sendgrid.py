@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -287,6 +288,18 @@ def test_the_outbox_id_travels_in_custom_args_even_when_not_given(
     provider.send(Batch(batch.content, batch.sender, [bare]))
 
     assert body_of(fake)["personalizations"][0]["custom_args"] == {"outbox_id": "42"}
+
+
+def test_one_provider_sends_from_several_threads_at_once(
+    provider: SendGridProvider, fake: FakeSendGrid
+) -> None:
+    assert provider.thread_safe
+    batches = [make_batch(50) for _ in range(8)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(provider.send, batches))
+
+    assert all(r.outcome == "sent" for results in outcomes for r in results)
+    assert fake.statuses == [202] * 8
 
 
 def test_building_a_full_request_is_fast(provider: SendGridProvider) -> None:

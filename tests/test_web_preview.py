@@ -20,7 +20,7 @@ from nurture.store import database
 from nurture.store.schema import metadata
 from nurture.testing import FakeProvider
 from nurture.web.app import create_app
-from tests.test_web_app import serve_app
+from tests.web_server import serve_app
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,7 +24,11 @@ def serve_app(app: ASGIApp, *, timeout: float = 10.0) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
+    # As ``nurture serve`` runs it: uvicorn's own X-Forwarded-For handling off, so the
+    # app's TRUSTED_PROXIES rule is the only one.
+    config = uvicorn.Config(
+        app, lifespan="off", log_level="warning", access_log=False, proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -106,6 +106,9 @@ class Provider(ABC):
     name: str = "base"
     #: How many recipients one provider request can carry.
     max_recipients: int = 1
+    #: True when one instance may run :meth:`send` in several threads at once (no
+    #: connection or other state kept between calls).
+    thread_safe: bool = False
 
     def open(self) -> None:  # noqa: B027 (an optional hook)
         """Opens a connection to reuse across chunks (SMTP). Default: nothing.
@@ -144,7 +147,7 @@ class Provider(ABC):
                 try:
                     results.extend(self._deliver(batch, chunk))
                 except ConfigurationError as exc:
-                    if not any(r.outcome == "sent" or r.maybe_sent for r in results):
+                    if not _went_out(results):
                         raise
                     logger.error(
                         "configuration error after part of a batch went out",
@@ -205,11 +208,23 @@ class Provider(ABC):
                 else:
                     # The provider did not say who: halve until each culprit is alone.
                     mid = len(part) // 2
-                    results = self._deliver(batch, part[:mid]) + self._deliver(batch, part[mid:])
+                    left = self._deliver(batch, part[:mid])
+                    try:
+                        right = self._deliver(batch, part[mid:])
+                    except ConfigurationError as config:
+                        if not _went_out(left):
+                            raise
+                        right = _unsent(part[mid:], ChunkError(str(config), retryable=True))
+                    results = left + right
             for i, result in zip(pending, results, strict=True):
                 out[i] = result
             pending = []
         return [r for r in out if r is not None]
+
+
+def _went_out(results: Sequence[SendResult]) -> bool:
+    """Whether any of ``results`` was, or may have been, accepted by the provider."""
+    return any(r.outcome == "sent" or r.maybe_sent for r in results)
 
 
 def _with(batch: Batch, recipients: list[Recipient]) -> Batch:

@@ -24,6 +24,8 @@ class FolderProvider(Provider):
 
     name = "folder"
     max_recipients = 1000
+    # Each message is its own temporary file, renamed into place: nothing is shared.
+    thread_safe = True
 
     def __init__(self, settings: Settings) -> None:
         self.directory = Path(settings.resolved_mail_dir)

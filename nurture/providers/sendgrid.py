@@ -81,6 +81,8 @@ class SendGridProvider(Provider):
 
     name = "sendgrid"
     max_recipients = 1000
+    # Every request builds its own client objects and opener: nothing is shared.
+    thread_safe = True
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         key = settings.sendgrid_api_key.get_secret_value() if settings.sendgrid_api_key else ""
@@ -88,6 +90,8 @@ class SendGridProvider(Provider):
             raise ConfigurationError("NURTURE_SENDGRID_API_KEY is required when DELIVERY=sendgrid")
         self.client = sendgrid.SendGridAPIClient(key, host=settings.sendgrid_host.rstrip("/"))
         self.client.client.timeout = settings.sendgrid_timeout
+        # Set once here: the client shares this dict between requests (and threads).
+        self.client.client.request_headers.update(_JSON_HEADERS)
         self.timeout = settings.sendgrid_timeout
         self.sandbox = settings.sendgrid_sandbox
         self.tracking = settings.tracking
@@ -119,7 +123,7 @@ class SendGridProvider(Provider):
         body = self.build_request(batch)
         try:
             response = self.client.client.mail.send.post(
-                request_body=_dumps(body), request_headers=_JSON_HEADERS, timeout=self.timeout
+                request_body=_dumps(body), timeout=self.timeout
             )
         except python_http_client.exceptions.HTTPError as exc:
             return self._refused(batch, exc)

@@ -40,11 +40,13 @@ class SMTPProvider(Provider):
         self.ssl_context = ssl_context
         self._conn: smtplib.SMTP | None = None
         self._fresh = False
+        self._delivered = 0
         #: Why the connection was lost, when it was: the rest of the batch waits.
         self._lost: str | None = None
 
     def open(self) -> None:
         self._lost = None
+        self._delivered = 0
         self._conn = self._connect()
         self._fresh = True
 
@@ -78,8 +80,10 @@ class SMTPProvider(Provider):
             code, reply = exc.recipients.get(recipient.email, (0, b""))
             return self._answered(conn, recipient, code, reply, "recipient refused")
         except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            if exc.smtp_code == 530:
+            if exc.smtp_code == 530 and not self._delivered:
                 # "Authentication required" / "Must issue STARTTLS first": our settings.
+                # (Raised only while nothing went out: raising later would lose the
+                # results of messages already sent in this chunk.)
                 raise ConfigurationError(
                     f"the SMTP server {self.host}:{self.port} wants TLS or a login first "
                     f"({exc.smtp_code} {exc.smtp_error!r}); check NURTURE_SMTP_*"
@@ -94,6 +98,7 @@ class SMTPProvider(Provider):
             # Timeout or disconnect mid-transaction: the server may have taken DATA.
             self._lose(f"SMTP connection lost: {type(exc).__name__}: {exc}")
             return SendResult(recipient, "retry", error=self._lost, maybe_sent=True)
+        self._delivered += 1
         return SendResult(recipient, "sent", message_id=message_id)
 
     def _answered(
@@ -106,7 +111,7 @@ class SMTPProvider(Provider):
     ) -> SendResult:
         text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
         error = f"SMTP {what}: {code} {text}".strip()
-        if code == 421 or conn.sock is None:
+        if code in (421, 530) or conn.sock is None:
             # 421: the server is closing the connection (smtplib already closed it).
             self._lose(error)
             return SendResult(recipient, "retry", error=error)

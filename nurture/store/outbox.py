@@ -16,9 +16,8 @@ sent and go back to the queue; ``sending`` rows may have been sent and become
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
@@ -30,8 +29,7 @@ FAILED, CANCELLED, UNKNOWN = "failed", "cancelled", "unknown"
 MARKETING = ("sequence", "newsletter")
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(NamedTuple):
     """A claimed row with what dispatch needs from its subscriber."""
 
     id: int
@@ -146,16 +144,12 @@ def mark_sending(
     so it never leaves. Rows the dispatcher set aside (deferred, cancelled) are no
     longer ``claimed`` and are not touched.
     """
-    conn.execute(
-        update(outbox)
-        .where(_group(token, kind, campaign, step), outbox.c.status == CLAIMED)
-        .values(status=SENDING, updated_at=now)
-    )
     return set(
         conn.execute(
-            select(outbox.c.id).where(
-                _group(token, kind, campaign, step), outbox.c.status == SENDING
-            )
+            update(outbox)
+            .where(_group(token, kind, campaign, step), outbox.c.status == CLAIMED)
+            .values(status=SENDING, updated_at=now)
+            .returning(outbox.c.id)
         ).scalars()
     )
 

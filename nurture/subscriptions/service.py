@@ -164,8 +164,8 @@ class Subscriptions:
         # they agreed to them; a pending one takes the latest form (nothing confirmed yet).
         values: dict[str, Any] = {"source_campaign": request.campaign}
         if row.status == subscriber_ops.PENDING:
-            values.update(first_name=first_name or row.first_name, timezone=timezone)
-        if row.timezone is None and timezone is not None:
+            values.update(first_name=first_name or row.first_name)
+        if timezone is not None and (row.timezone is None or row.status == subscriber_ops.PENDING):
             values["timezone"] = timezone
         subscriber_ops.change(conn, row.id, **values)
         refreshed = subscriber_ops.by_email(conn, email)

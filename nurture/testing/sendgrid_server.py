@@ -74,14 +74,7 @@ class Fault:
     reset_in: float = 1.0
     delay: float = 0.0
     drop: bool = False
-    accept: bool | None = None
-
-    @property
-    def accepts(self) -> bool:
-        """Whether a valid request is recorded as accepted despite the fault."""
-        if self.accept is not None:
-            return self.accept
-        return self.status is None and not self.drop
+    accept: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,16 +199,18 @@ class FakeSendGrid:
         reset_in: float = 1.0,
         delay: float = 0.0,
         drop: bool = False,
-        accept: bool | None = None,
+        accept: bool = False,
         times: int = 1,
     ) -> None:
         """Scripts the answer to the next ``times`` requests, after those already queued.
 
         ``status``: answer that status instead (a 429 carries ``X-RateLimit-Reset``
         ``reset_in`` seconds ahead). ``delay``: wait that long before answering.
-        ``drop``: close the connection without answering. ``accept``: whether a valid
-        request still counts as accepted, as when SendGrid took the mail but the answer
-        was lost; by default only a plain ``delay`` accepts.
+        ``drop``: close the connection without answering. ``accept`` (with ``status``
+        or ``drop``): whether a valid request still counts as accepted, as when
+        SendGrid took the mail but the answer was lost; off by default. A ``delay``
+        alone answers as usual, late: a client that gave up meanwhile never learns
+        that the mail was accepted.
         """
         fault = Fault(status=status, reset_in=reset_in, delay=delay, drop=drop, accept=accept)
         with self._lock:
@@ -494,13 +489,13 @@ class _Handler(BaseHTTPRequestHandler):
             fake._keep(answer.accepted, answer.status)
             self._send(answer.status, answer.payload, answer.accepted)
             return
-        kept = answer.accepted if fault.accepts else None
+        kept = answer.accepted if fault.accept else None
         if fault.drop:
             fake._keep(kept, None)
             self.close_connection = True
             return
-        if fault.status is None:
-            fake._keep(kept, answer.status)
+        if fault.status is None:  # only slow: the usual answer, late
+            fake._keep(answer.accepted, answer.status)
             self._send(answer.status, answer.payload, answer.accepted)
             return
         fake._keep(kept, fault.status)

@@ -7,9 +7,6 @@ traceback, whatever the environment.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -19,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nurture import metrics
 from nurture.services import Services
-from nurture.web import devmail, errors, ops, preview, webhooks
+from nurture.web import devmail, errors, ops, preview, subscriber, webhooks
 
 #: Sent with every answer unless a route set its own. Links in emails carry tokens in
 #: their path, so no page may pass its URL on as a Referer.
@@ -38,7 +35,7 @@ def create_app(services: Services) -> Starlette:
     """
     metrics.watch_queue(services.engine)
     routes: list[BaseRoute] = [
-        *_subscriber_routes(services),
+        *subscriber.routes(services),
         *ops.routes(services),
         *preview.routes(services),
         *devmail.routes(services),
@@ -59,15 +56,6 @@ def create_app(services: Services) -> Starlette:
     )
     app.state.services = services
     return app
-
-
-def _subscriber_routes(services: Services) -> list[BaseRoute]:
-    # The subscriber pages are built alongside this module; until they land, the
-    # operator half of the app works on its own.
-    if importlib.util.find_spec("nurture.web.subscriber") is None:
-        return []
-    subscriber = importlib.import_module("nurture.web.subscriber")
-    return list(subscriber.routes(services))
 
 
 class SecurityHeadersMiddleware:

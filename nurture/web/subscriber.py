@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from markupsafe import Markup
+from python_multipart.multipart import parse_options_header
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -149,6 +150,11 @@ async def read_fields(request: Request, *, allow_json: bool) -> tuple[dict[str, 
 
 
 async def _multipart(request: Request, body: bytes) -> dict[str, Any]:
+    _, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    # The parser accepts a body cut short; a complete one ends with the closing boundary.
+    if not boundary or not body.rstrip(b"\r\n").endswith(b"--" + boundary + b"--"):
+        raise BadInput(400, "The form could not be read.")
     sent = False
 
     async def replay() -> Message:
@@ -470,6 +476,13 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
         token = request.path_params["token"]
         try:
             fields, _ = await read_fields(request, allow_json=False)
+        except BadInput as exc:
+            return error(request, exc.status, exc.message)
+        try:
+            services.tokens.read("preferences", token, now=now_of())
+        except TokenError as exc:
+            return invalid_link(request, "preferences", exc)
+        try:
             action = _text(fields, "action", required=True) or ""
             campaign = _text(fields, "campaign")
         except BadInput as exc:

@@ -1,0 +1,183 @@
+"""The issue's end-to-end path in Debian's headless chromium, against uvicorn on loopback.
+
+Sign up through the form, confirm from the email the folder backend wrote, receive the
+first sequence email, unsubscribe from its link: the queued later step is cancelled.
+Runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine
+
+from nurture import planning
+from nurture.services import build_services
+from nurture.settings import Settings
+from nurture.store import suppressions as suppression_ops
+from nurture.store.schema import enrolments, outbox
+from nurture.web.app import create_app
+from tests.test_subscriptions import CAMPAIGN, rows, subscriber
+from tests.web_server import serve_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Zones spread round the globe: at any moment one of them is in the middle of its day,
+# so the sequence email may go out now, inside the 08:00-20:00 window, without a clock.
+ZONES = (
+    "Pacific/Auckland",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "Europe/Vienna",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Pacific/Honolulu",
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI=true: browser tests must run)")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+def daytime_zone(now: datetime) -> str:
+    return next(z for z in ZONES if 10 <= now.astimezone(ZoneInfo(z)).hour < 17)
+
+
+def wait_for_mail(folder: Path, count: int) -> list[EmailMessage]:
+    """The messages the folder backend wrote, oldest first, once there are ``count``."""
+    deadline = time.monotonic() + 15
+    while True:
+        files = (
+            sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+        )
+        if len(files) >= count:
+            parser = BytesParser(policy=policy.default)
+            return [parser.parsebytes(f.read_bytes()) for f in files]  # type: ignore[misc]
+        assert time.monotonic() < deadline, f"expected {count} emails in {folder}"
+        time.sleep(0.05)
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def local(url: str, base_url: str) -> str:
+    """The same path on the test server (the email links use BASE_URL's origin)."""
+    parts = urlsplit(url)
+    return base_url + parts.path
+
+
+def test_sign_up_confirm_receive_and_unsubscribe(
+    browser: Any, settings: Settings, engine: Engine
+) -> None:
+    assert settings.delivery == "folder"
+    services = build_services(settings, engine=engine)
+    folder = settings.resolved_mail_dir
+    zone = daytime_zone(datetime.now(UTC))
+    with serve_app(create_app(services)) as base_url:
+        context = browser.new_context(timezone_id=zone, viewport={"width": 390, "height": 844})
+        page = context.new_page()
+
+        # 1. The reader signs up at the end of the article.
+        page.goto(f"{base_url}/subscribe/{CAMPAIGN}")
+        page.get_by_label("Email address").fill("reader@example.com")
+        page.get_by_label("First name").fill("Robin")
+        page.get_by_label(re.compile("Yes, please email me")).check()
+        page.get_by_role("button", name="Sign up").click()
+        page.wait_for_url(f"{base_url}/subscribe")
+        assert "Please check your inbox" in page.content()
+        assert "reader@example.com" not in page.content()
+        row = subscriber(engine, "reader@example.com")
+        assert (row.status, row.first_name, row.timezone) == ("pending", "Robin", zone)
+
+        # 2. The confirmation email is in the folder; its link shows a page with one button.
+        [confirmation] = wait_for_mail(folder, 1)
+        assert confirmation["To"] == "reader@example.com"
+        assert "List-Unsubscribe" not in confirmation  # transactional
+        confirm_url = re.search(r"https?://\S+/confirm/[A-Za-z0-9._-]+", text_of(confirmation))
+        assert confirm_url is not None
+        assert confirm_url[0].startswith(settings.base_url)
+        page.goto(local(confirm_url[0], base_url))
+        assert subscriber(engine, "reader@example.com").status == "pending"  # GET changed nothing
+        assert "Robin" in page.content()
+        page.get_by_role("button", name="Confirm").click()
+        page.get_by_text("You're confirmed").wait_for()
+
+        # 3. Confirmed and enrolled, the first step due at once.
+        assert subscriber(engine, "reader@example.com").status == "confirmed"
+        [enrolment] = rows(engine, enrolments)
+        now = datetime.now(UTC)
+        assert (enrolment.campaign, enrolment.status, enrolment.next_step) == (
+            CAMPAIGN,
+            "active",
+            0,
+        )
+        assert enrolment.next_due_at <= now
+
+        # 4. The scheduler sends the first step, and queues the next one when it falls due.
+        planning.plan(engine, services.catalogue, settings, now=now)
+        report = services.dispatcher.dispatch()
+        assert report.sent == 1
+        _, welcome = wait_for_mail(folder, 2)
+        assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        planning.plan(engine, services.catalogue, settings, now=now + timedelta(days=3))
+        later = rows(engine, outbox, outbox.c.kind == "sequence", outbox.c.status == "queued")
+        assert [r.step for r in later] == ["02-saying-it-out-loud"]
+
+        # 5. The reader unsubscribes from the sequence email's link.
+        unsubscribe_url = re.search(r"https?://\S+/unsubscribe/[A-Za-z0-9._-]+", text_of(welcome))
+        assert unsubscribe_url is not None
+        assert f"<{unsubscribe_url[0]}>" in welcome["List-Unsubscribe"]
+        page.goto(local(unsubscribe_url[0], base_url))
+        assert subscriber(engine, "reader@example.com").status == "confirmed"
+        page.get_by_role("button", name="Unsubscribe from everything").click()
+        page.get_by_text("You're unsubscribed").wait_for()
+        context.close()
+
+    assert subscriber(engine, "reader@example.com").status == "unsubscribed"
+    assert [r.status for r in rows(engine, outbox, outbox.c.id == later[0].id)] == ["cancelled"]
+    assert rows(engine, enrolments)[0].status == "stopped"
+    with engine.connect() as conn:
+        assert suppression_ops.is_suppressed(conn, settings, "reader@example.com")
+    assert (
+        planning.plan(
+            engine, services.catalogue, settings, now=now + timedelta(days=30)
+        ).sequence_rows
+        == 0
+    )
