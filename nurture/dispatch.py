@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, select
 
 from nurture import metrics, sequencing
 from nurture.campaigns import Catalogue
-from nurture.exceptions import NurtureError
+from nurture.exceptions import ConfigurationError, NurtureError
 from nurture.messages import Batch, Content, Recipient, Sender
 from nurture.providers.base import Provider, SendResult
 from nurture.recipients import RecipientFactory
@@ -59,6 +59,7 @@ class DispatchReport:
     batches: int = 0
     requests: int = 0
     reconciled: int = 0
+    unknown: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -360,7 +361,16 @@ class Dispatcher:
             return 0.0
         recipients = [self._recipient(row, fallback, now) for row in rows if row.id in ours]
         self._respect_rate(len(recipients))
-        results = self.provider.send(Batch(content, sender, recipients))
+        try:
+            results = self.provider.send(Batch(content, sender, recipients))
+        except ConfigurationError:
+            # Nothing left (a refused API key is answered before any mail is taken):
+            # the rows go back to the queue and the pass stops loudly.
+            with self.engine.begin() as conn:
+                outbox_ops.requeue(
+                    conn, dict.fromkeys(ours, now), now=now, error="provider configuration"
+                )
+            raise
         report.batches += 1
         return self._record(token, (kind, campaign, step), by_id, results, report)
 
@@ -376,12 +386,18 @@ class Dispatcher:
         sent: dict[int, str | None] = {}
         failed: dict[int, str] = {}
         retry: dict[int, float | None] = {}
+        unknown: dict[int, str] = {}
         reasons: list[str] = []
         for result in results:
             row_id = result.recipient.outbox_id
             assert row_id is not None, "every dispatched recipient carries its outbox id"
             if result.outcome == "sent":
                 sent[row_id] = result.message_id
+            elif result.outcome == "retry" and result.maybe_sent:
+                # The request may have been accepted before its answer was lost: never
+                # resend blindly; housekeeping reconciles it (see ``housekeeping``).
+                unknown[row_id] = result.error or "no answer from the provider"
+                metrics.provider_errors.labels(self.provider.name, "no_answer").inc()
             elif result.outcome == "failed":
                 failed[row_id] = result.error or "refused"
                 metrics.provider_errors.labels(self.provider.name, "refused").inc()
@@ -396,6 +412,7 @@ class Dispatcher:
             _stop_failed_sequences(conn, by_id, failed, now)
             if retry:
                 self._requeue_retries(conn, by_id, retry, reasons[0], report, now)
+            outbox_ops.mark_unknown(conn, unknown, now=now)
             message_ids = set(sent.values())
             if len(message_ids) == 1:
                 count = outbox_ops.mark_group_sent(
@@ -412,6 +429,7 @@ class Dispatcher:
             advance_sequences(conn, self.catalogue, [by_id[i] for i in sent], now)
         report.sent += count
         report.failed += len(failed)
+        report.unknown += len(unknown)
         metrics.sends.labels("sent", kind).inc(count)
         if failed:
             metrics.sends.labels("failed", "refused").inc(len(failed))

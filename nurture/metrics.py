@@ -45,26 +45,42 @@ webhook_events = Counter(
 
 
 class QueueCollector(Collector):
-    """Reports outbox rows by status straight from the database at scrape time."""
+    """Reports outbox rows by status straight from the database at scrape time.
+
+    A database that cannot be read is reported as ``nurture_database_up 0`` rather
+    than failing the whole scrape: the other metrics stay visible when it matters most.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("nurture_database_up", "1 when the database answered the scrape.")
         family = GaugeMetricFamily(
             "nurture_outbox_rows",
             "Outbox rows by status (queued = queue depth).",
             labels=["status"],
         )
-        with self.engine.connect() as conn:
-            for status, count in conn.execute(
-                select(outbox.c.status, func.count()).group_by(outbox.c.status)
-            ):
-                family.add_metric([status], count)
+        try:
+            with self.engine.connect() as conn:
+                counts = conn.execute(
+                    select(outbox.c.status, func.count()).group_by(outbox.c.status)
+                ).all()
+        except Exception:  # any database failure: report it as a value, not an error
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        for status, count in counts:
+            family.add_metric([status], count)
+        yield up
         yield family
 
 
 def watch_queue(engine: Engine) -> None:
-    """Registers the queue collector for ``engine`` (once per process)."""
-    if not any(isinstance(c, QueueCollector) for c in list(registry._collector_to_names)):
-        registry.register(QueueCollector(engine))
+    """Reports ``engine``'s queue from now on (one collector per process, re-pointed)."""
+    for collector in list(registry._collector_to_names):
+        if isinstance(collector, QueueCollector):
+            collector.engine = engine
+            return
+    registry.register(QueueCollector(engine))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, literal, select, true, update
+from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, true, update
 
 from nurture import sequencing
 from nurture.campaigns import Catalogue, Newsletter
@@ -143,11 +143,10 @@ def _plan_newsletter(
             if newsletter.not_after is not None and due_at >= newsletter.not_after:
                 continue  # their window opens only after the newsletter expires
             named = [n for n in names if n is not None]
-            zone_match = subscribers.c.timezone.in_(named) if named else None
+            matches = [subscribers.c.timezone.in_(named)] if named else []
             if None in names:
-                null_match = subscribers.c.timezone.is_(None)
-                zone_match = null_match if zone_match is None else (zone_match | null_match)
-            assert zone_match is not None
+                matches.append(subscribers.c.timezone.is_(None))
+            zone_match = or_(*matches)
             source = select(
                 subscribers.c.id,
                 literal("newsletter"),

@@ -471,3 +471,19 @@ def test_malformed_input_on_every_endpoint_gets_a_4xx(web: Web) -> None:
     ):
         assert 400 <= web.client.get(path).status_code < 500, path
     assert snapshot(web.engine) == before
+
+
+def test_the_sliding_window_forgets_old_hits() -> None:
+    from nurture.web.ratelimit import SlidingWindow
+
+    clock = [1000.0]
+    window = SlidingWindow(2, 60, clock=lambda: clock[0], max_keys=2)
+    assert window.hit("a") is None and window.hit("a") is None
+    assert window.hit("a") == 60
+    clock[0] += 30
+    assert window.hit("a") == 30 and window.hit("b") is None
+    clock[0] += 30.5
+    assert window.hit("a") is None  # the first two have left the window
+    window.hit("c")
+    window.hit("d")  # past max_keys: the longest idle key ("b"... then "a") is forgotten
+    assert len(window._hits) == 2

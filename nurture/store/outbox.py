@@ -123,7 +123,7 @@ def claim(
         .where(outbox.c.worker == token, outbox.c.status == CLAIMED)
         .order_by(outbox.c.id)
     )
-    return [Claimed(*row) for row in rows]
+    return [Claimed._make(row) for row in rows]
 
 
 def _group(token: str, kind: str, campaign: str, step: str) -> Any:
@@ -209,6 +209,17 @@ def mark_failed(conn: Connection, errors: dict[int, str], *, now: datetime) -> N
             update(outbox)
             .where(outbox.c.id == bindparam("row_id"))
             .values(status=FAILED, error=bindparam("reason"), lease_until=None, updated_at=now),
+            [{"row_id": i, "reason": e[:500]} for i, e in errors.items()],
+        )
+
+
+def mark_unknown(conn: Connection, errors: dict[int, str], *, now: datetime) -> None:
+    """The request may or may not have been accepted: wait for evidence (see dispatch)."""
+    if errors:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("row_id"), outbox.c.status == SENDING)
+            .values(status=UNKNOWN, error=bindparam("reason"), lease_until=None, updated_at=now),
             [{"row_id": i, "reason": e[:500]} for i, e in errors.items()],
         )
 

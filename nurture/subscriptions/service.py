@@ -179,7 +179,7 @@ class Subscriptions:
 
         The step name holds the 10-minute bucket, so the outbox's unique constraint makes
         the limit hold even for two sign-ups racing. A confirmation queued before an
-        unsubscribe is void (:meth:`_confirmation_valid`), so it does not count: the
+        unsubscribe is void (:func:`_confirmation_current`), so it does not count: the
         step then also names the unsubscribe, to stay unique.
         """
         last = row.confirmation_sent_at
