@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, Connection, and_, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from nurture.store.schema import outbox, subscribers
 from nurture.store.upsert import insert_ignored
@@ -91,10 +92,19 @@ def claim(
     if only_id is not None:
         due = due.where(outbox.c.id == only_id)
     if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        # Locked first, then updated through one array parameter: a LIMIT subquery
+        # inside UPDATE ... IN (...) may be re-run by PostgreSQL's planner and claim
+        # more rows than asked for.
+        ids = list(conn.execute(due.with_for_update(skip_locked=True)).scalars())
+        if not ids:
+            return []
+        chosen: Any = outbox.c.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+    else:
+        # SQLite materialises the subquery once, under the write lock of BEGIN IMMEDIATE.
+        chosen = outbox.c.id.in_(due.scalar_subquery())
     conn.execute(
         update(outbox)
-        .where(outbox.c.id.in_(due.scalar_subquery()), outbox.c.status == QUEUED)
+        .where(chosen, outbox.c.status == QUEUED)
         .values(
             status=CLAIMED,
             worker=token,
