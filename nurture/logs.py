@@ -72,3 +72,5 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Migrations run at every start; their step-by-step chatter is not news.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

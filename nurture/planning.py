@@ -242,7 +242,7 @@ def preview(
         emails = dict(
             conn.execute(
                 select(subscribers.c.id, subscribers.c.email).where(subscribers.c.id.in_(ids))
-            )
+            ).all()
         )
         for e in due:
             decision = decide(e, catalogue, settings)

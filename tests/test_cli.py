@@ -1,0 +1,166 @@
+"""The ``nurture`` command in a subprocess, as the therapist and the operator run it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nurture", *args],
+        cwd=tmp_path,
+        env=cli_env(tmp_path, env),
+        input=stdin.decode() if stdin else None,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def cli_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    env.update(
+        NURTURE_VAR_DIR=str(tmp_path / "var"),
+        NURTURE_CAMPAIGNS_DIR=str(ROOT / "campaigns"),
+        NURTURE_TEMPLATES_DIR=str(ROOT / "templates"),
+    )
+    env.update(extra or {})
+    return env
+
+
+def test_check_passes_on_the_shipped_campaigns(tmp_path: Path) -> None:
+    result = run(tmp_path, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 error(s)" in result.stderr
+
+
+def test_check_reports_each_problem_with_file_and_line(tmp_path: Path) -> None:
+    campaigns = tmp_path / "campaigns"
+    shutil.copytree(ROOT / "campaigns", campaigns)
+    welcome = campaigns / "what-i-actually-do" / "01-welcome.md"
+    text = welcome.read_text()
+    # An explicit subject that exposes the topic, and an unknown variable in the body.
+    lines = text.splitlines()
+    subject_line = next(i for i, line in enumerate(lines) if line.startswith("subject:"))
+    lines[subject_line] = (
+        "subject: Your sex therapy questions answered, every single one of them, in one long email"
+    )
+    lines.append("See you soon, {{ nickname }}")
+    welcome.write_text("\n".join(lines) + "\n")
+    # Broken front matter in another file.
+    second = campaigns / "beginning-therapy" / "02-the-whole-picture.md"
+    second.write_text(second.read_text().replace("delay:", "delay: [unclosed", 1))
+
+    result = run(tmp_path, "check", env={"NURTURE_CAMPAIGNS_DIR": str(campaigns)})
+
+    assert result.returncode == 1
+    out = result.stdout.splitlines()
+    expected_subject = f"{welcome}:{subject_line + 1}:"
+    assert any(line.startswith(expected_subject) and "sex" in line for line in out), out
+    assert any(line.startswith(expected_subject) and "70" in line for line in out), out
+    body_line = len(lines)
+    assert any(line.startswith(f"{welcome}:{body_line}:") and "nickname" in line for line in out), (
+        out
+    )
+    assert any(line.startswith(f"{second}:") and "YAML" in line for line in out), out
+
+
+def test_preview_writes_every_format(tmp_path: Path) -> None:
+    out = tmp_path / "preview"
+    result = run(tmp_path, "preview", "beginning-therapy", "01-the-first-step", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    written = {p.suffix for p in out.rglob("*") if p.is_file()}
+    assert written == {".mjml", ".html", ".txt", ".eml"}
+
+
+def test_preview_of_an_unknown_campaign_is_a_clear_error(tmp_path: Path) -> None:
+    result = run(tmp_path, "preview", "no-such-campaign")
+    assert result.returncode == 1
+    assert "no-such-campaign" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_setting_is_named_at_start_up(tmp_path: Path) -> None:
+    result = run(tmp_path, "check", env={"NURTURE_SEND_WINDOW": "9 to 5"})
+    assert result.returncode == 2
+    assert "NURTURE_SEND_WINDOW" in result.stderr
+
+
+def test_production_requires_its_settings(tmp_path: Path) -> None:
+    result = run(tmp_path, "check", env={"NURTURE_ENV": "production"})
+    assert result.returncode == 2
+    for name in ("SECRET_KEYS", "BASE_URL", "FROM_EMAIL", "POSTAL_ADDRESS"):
+        assert f"NURTURE_{name}" in result.stderr
+
+
+def test_tick_dry_run_changes_nothing_and_tick_runs(tmp_path: Path) -> None:
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    dry = run(tmp_path, "tick", "--at", "2026-12-08T10:00:00Z", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would go out" in dry.stdout
+    real = run(tmp_path, "tick", "--at", "2026-12-08T10:00:00Z")
+    assert real.returncode == 0, real.stderr
+    assert "sent 0" in real.stdout
+    stats = run(tmp_path, "stats")
+    assert stats.returncode == 0
+    assert "Sequence what-i-actually-do" in stats.stdout
+
+
+def test_unknown_address_is_a_clear_answer(tmp_path: Path) -> None:
+    result = run(tmp_path, "subscribers", "show", "nobody@example.org")
+    assert result.returncode == 1
+    assert "no such subscriber" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.timeout(120)
+def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nurture", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=cli_env(tmp_path, {"NURTURE_TICK_SECONDS": "1"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                status = response.status_code
+                if status == 200 and response.json().get("last_tick"):
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert status == 200
+        assert response.json()["last_tick"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate(timeout=10)
+    assert "Traceback" not in err
