@@ -176,12 +176,9 @@ def _plan_newsletter(
             )
             conn.execute(insert)
         _respect_pauses(conn, newsletter, settings, now=now)
-        # Counted afterwards: RETURNING would ship every new id back to Python.
-        planned = conn.execute(
-            select(func.count()).where(
-                outbox.c.campaign == NEWSLETTERS, outbox.c.step == newsletter.slug
-            )
-        ).scalar_one()
+        # The audience, counted rather than returned: RETURNING would ship every new id
+        # back to Python. Nothing else plans this newsletter (the run row is ours).
+        planned = conn.execute(select(func.count()).where(audience)).scalar_one()
         conn.execute(
             newsletter_runs.update()
             .where(newsletter_runs.c.slug == newsletter.slug)

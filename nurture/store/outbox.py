@@ -19,15 +19,28 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Connection, and_, any_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from nurture.store.schema import outbox, subscribers
+from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, subscribers
 from nurture.store.upsert import insert_ignored
 
 QUEUED, CLAIMED, SENDING, SENT = "queued", "claimed", "sending", "sent"
 FAILED, CANCELLED, UNKNOWN = "failed", "cancelled", "unknown"
 MARKETING = ("sequence", "newsletter")
+_QUEUED = text("outbox." + QUEUED_ROWS)
+_IN_FLIGHT = text("outbox." + IN_FLIGHT_ROWS)
 
 
 class Claimed(NamedTuple):
@@ -85,7 +98,7 @@ def claim(
     """
     due = (
         select(outbox.c.id)
-        .where(outbox.c.status == QUEUED, outbox.c.due_at <= now)
+        .where(_QUEUED, outbox.c.due_at <= now)
         .order_by(outbox.c.due_at, outbox.c.id)
         .limit(limit)
     )
@@ -130,7 +143,7 @@ def claim(
             subscribers.c.paused_until,
         )
         .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-        .where(outbox.c.worker == token, outbox.c.status == CLAIMED)
+        .where(_IN_FLIGHT, outbox.c.status == CLAIMED, outbox.c.worker == token)
         .order_by(outbox.c.id)
     )
     return [Claimed._make(row) for row in rows]
@@ -138,6 +151,7 @@ def claim(
 
 def _group(token: str, kind: str, campaign: str, step: str) -> Any:
     return and_(
+        _IN_FLIGHT,
         outbox.c.worker == token,
         outbox.c.kind == kind,
         outbox.c.campaign == campaign,
@@ -286,12 +300,12 @@ def expire_leases(conn: Connection, *, now: datetime) -> tuple[int, int]:
     """Rows whose worker vanished: claimed -> queued (never sent), sending -> unknown."""
     back = conn.execute(
         update(outbox)
-        .where(outbox.c.status == CLAIMED, outbox.c.lease_until < now)
+        .where(_IN_FLIGHT, outbox.c.status == CLAIMED, outbox.c.lease_until < now)
         .values(status=QUEUED, worker=None, lease_until=None, updated_at=now)
     ).rowcount
     unknown = conn.execute(
         update(outbox)
-        .where(outbox.c.status == SENDING, outbox.c.lease_until < now)
+        .where(_IN_FLIGHT, outbox.c.status == SENDING, outbox.c.lease_until < now)
         .values(status=UNKNOWN, lease_until=None, updated_at=now)
     ).rowcount
     return back, unknown
@@ -301,7 +315,7 @@ def unknown_rows(conn: Connection, *, limit: int = 1000) -> list[tuple[int, date
     """(id, became_unknown_at, attempts) of rows whose outcome is not known yet."""
     rows = conn.execute(
         select(outbox.c.id, outbox.c.updated_at, outbox.c.attempts)
-        .where(outbox.c.status == UNKNOWN)
+        .where(_IN_FLIGHT, outbox.c.status == UNKNOWN)
         .order_by(outbox.c.id)
         .limit(limit)
     )
@@ -325,7 +339,7 @@ def due_preview(conn: Connection, *, now: datetime, limit: int = 50) -> list[Any
                 subscribers.c.email,
             )
             .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-            .where(and_(outbox.c.status == QUEUED, outbox.c.due_at <= now))
+            .where(_QUEUED, outbox.c.due_at <= now)
             .order_by(outbox.c.due_at, outbox.c.id)
             .limit(limit)
         )
