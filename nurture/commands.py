@@ -181,6 +181,10 @@ def subscribers(settings: Settings, args: argparse.Namespace) -> int:
             from nurture.inbound import apply_unsubscribe_mail
 
             applied = apply_unsubscribe_mail(engine, settings, sys.stdin.buffer.read(), _now())
-            print("unsubscribed" if applied else "no valid unsubscribe address in that message")
-            return 0 if applied else 1
+            # Exit 0 either way: a mail system piping into this command would otherwise
+            # bounce a forged or stale request back to its sender.
+            if applied:
+                print("unsubscribed")
+            else:
+                print("no valid unsubscribe address in that message", file=sys.stderr)
     return 0

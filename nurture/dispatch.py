@@ -90,6 +90,9 @@ class Dispatcher:
         self.sleep = sleep
         self.worker = worker or f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._rounds = 0
+        # Read once: settings properties parse on every access, and this is per row.
+        self._default_window = settings.window
+        self._practice_zone = settings.zone
         self.rng = rng or random.Random()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one pass at a time per process (jobs, send_now)
@@ -253,7 +256,7 @@ class Dispatcher:
         sendable: list[outbox_ops.Claimed] = []
         cancel: dict[str, list[int]] = defaultdict(list)
         defer: dict[int, datetime] = {}
-        practice = self.settings.zone
+        practice = self._practice_zone
         # Rows of a batch share few zones: the window verdict is computed once per zone.
         opens: dict[tuple[str | None, sequencing.Window], datetime] = {}
         for row in rows:
@@ -301,7 +304,7 @@ class Dispatcher:
         campaign = self.catalogue.campaigns.get(row.campaign)
         if row.kind == "sequence" and campaign is not None and campaign.send_window:
             return campaign.send_window
-        return self.settings.window
+        return self._default_window
 
     def _content(self, kind: str, campaign: str, step: str) -> tuple[Content, Sender, str]:
         if kind == "confirmation":

@@ -74,9 +74,13 @@ def _fill(parts: list[str], values: dict[str, str], for_html: bool) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Recipient:
-    """One addressee of a batch, with everything personal to them."""
+    """One addressee of a batch, with everything personal to them.
+
+    Not frozen: a frozen dataclass pays ``object.__setattr__`` per field at creation,
+    and a million of these are made per newsletter. Treat instances as read-only.
+    """
 
     email: str
     values: dict[str, str] = field(default_factory=dict)

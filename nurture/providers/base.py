@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 Outcome = Literal["sent", "failed", "retry"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SendResult:
     """What happened to one recipient of a batch.
 

@@ -134,7 +134,7 @@ outbox = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="SET NULL")),
-    # sequence, newsletter
+    # sequence, newsletter (marketing) or confirmation (transactional)
     Column("kind", String(16), nullable=False),
     Column("campaign", String(100), nullable=False),
     Column("step", String(150), nullable=False),
