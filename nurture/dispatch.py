@@ -63,6 +63,17 @@ class DispatchReport:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Prepared:
+    """One step's rows marked ``sending`` under ``token``, and the batch to send them."""
+
+    token: str
+    group: tuple[str, str, str]  # (kind, campaign, step)
+    rows: dict[int, outbox_ops.Claimed]
+    batch: Batch | None  # None: everything taken was set aside
+    handled: int
+
+
 class Dispatcher:
     """Sends what is due. One per process; safe beside others on the same database."""
 
@@ -141,15 +152,11 @@ class Dispatcher:
             size = self._batch_size()
             if limit is not None:
                 size = min(size, limit - handled)
-            token = self._token(index)
-            with self.engine.begin() as conn:
-                rows = outbox_ops.claim(
-                    conn, now=self.clock(), limit=size, token=token, lease=self._lease
-                )
-            if not rows:
+            prepared = self._prepare(index, size, report)
+            if prepared is None:
                 break
-            handled += len(rows)
-            wait = self._process(token, rows, report)
+            handled += prepared.handled
+            wait = self._deliver(prepared, report)
             if wait:
                 if wait > MAX_INLINE_WAIT or self._stop.is_set():
                     break
@@ -162,22 +169,13 @@ class Dispatcher:
     def send_now(self, outbox_id: int) -> DispatchReport:
         """Sends one queued row at once (the confirmation email after a sign-up).
 
-        Takes no pass lock: its claim is atomic like any other, so it never waits
+        Takes no pass lock: taking rows is atomic like any other, so it never waits
         behind a long newsletter pass.
         """
         report = DispatchReport()
-        token = self._token(99)
-        with self.engine.begin() as conn:
-            rows = outbox_ops.claim(
-                conn,
-                now=self.clock(),
-                limit=1,
-                token=token,
-                lease=self._lease,
-                only_id=outbox_id,
-            )
-        if rows:
-            self._process(token, rows, report)
+        prepared = self._prepare(99, 1, report, only_id=outbox_id)
+        if prepared is not None:
+            self._deliver(prepared, report)
         return report
 
     def housekeeping(self) -> DispatchReport:
@@ -216,7 +214,7 @@ class Dispatcher:
                         )
         return report
 
-    # -- one claimed batch -----------------------------------------------------------
+    # -- one batch -----------------------------------------------------------------
 
     @property
     def _lease(self) -> timedelta:
@@ -228,27 +226,64 @@ class Dispatcher:
             size = max(1, min(size, int(self.settings.max_send_rate)))
         return size
 
-    def _process(
-        self, token: str, rows: Sequence[outbox_ops.Claimed], report: DispatchReport
-    ) -> float:
-        """Checks, sends and records one claimed batch; returns seconds to wait (429)."""
+    def _prepare(
+        self, index: int, size: int, report: DispatchReport, *, only_id: int | None = None
+    ) -> _Prepared | None:
+        """One transaction: take due rows, set aside what must not go now, and mark one
+        step's rows ``sending`` (committed before anything leaves). ``None``: nothing due.
+
+        Rows of other steps taken along stay queued, untouched, for the next round: one
+        provider request carries one step's content.
+        """
         now = self.clock()
-        sendable, cancel, defer = self._triage(rows, now)
-        groups: dict[tuple[str, str, str], list[outbox_ops.Claimed]] = defaultdict(list)
-        for row in sendable:
-            groups[(row.kind, row.campaign, row.step)].append(row)
-        if cancel or defer:
-            with self.engine.begin() as conn:
-                for reason, ids in cancel.items():
-                    report.cancelled += outbox_ops.cancel(conn, ids, now=now, reason=reason)
-                outbox_ops.requeue(conn, defer, now=now)
+        token = self._token(index)
+        with self.engine.begin() as conn:
+            rows = outbox_ops.take(conn, now=now, limit=size, only_id=only_id)
+            if not rows:
+                return None
+            sendable, cancel, defer = self._triage(rows, now)
+            for reason, ids in cancel.items():
+                report.cancelled += outbox_ops.cancel(conn, ids, now=now, reason=reason)
+                metrics.sends.labels("cancelled", reason).inc(len(ids))
+            outbox_ops.requeue(conn, defer, now=now)
             report.deferred += len(defer)
-        wait = 0.0
-        for (kind, campaign, step), members in groups.items():
-            wait = max(wait, self._send_group(token, kind, campaign, step, members, report))
-        for reason, ids in cancel.items():
-            metrics.sends.labels("cancelled", reason).inc(len(ids))
-        return wait
+            set_aside = len(rows) - len(sendable)
+            if not sendable:
+                return _Prepared(token, ("", "", ""), {}, None, set_aside)
+            first = sendable[0]
+            group = (first.kind, first.campaign, first.step)
+            members = {r.id: r for r in sendable if (r.kind, r.campaign, r.step) == group}
+            try:
+                content, sender, fallback = self._content(*group)
+            except NurtureError as exc:
+                # A content problem (a broken file deployed): keep the rows, retry later.
+                log.error("cannot render", extra={"campaign": group[1], "step": group[2]})
+                retry = dict.fromkeys(members, None)
+                self._requeue_retries(conn, members, retry, str(exc), report, now, counted=False)
+                return _Prepared(token, group, {}, None, set_aside + len(members))
+            recipients = [self._recipient(row, fallback, now) for row in members.values()]
+            outbox_ops.start_sending(conn, list(members), token=token, now=now, lease=self._lease)
+        batch = Batch(content, sender, recipients)
+        return _Prepared(token, group, members, batch, set_aside + len(members))
+
+    def _deliver(self, prepared: _Prepared, report: DispatchReport) -> float:
+        """Sends a prepared batch and records every outcome; returns seconds to wait."""
+        if prepared.batch is None:
+            return 0.0
+        self._respect_rate(len(prepared.batch.recipients))
+        try:
+            results = self.provider.send(prepared.batch)
+        except ConfigurationError:
+            # Nothing left (a refused API key is answered before any mail is taken):
+            # the rows go back to the queue and the pass stops loudly.
+            now = self.clock()
+            with self.engine.begin() as conn:
+                outbox_ops.requeue(
+                    conn, dict.fromkeys(prepared.rows, now), now=now, error="provider settings"
+                )
+            raise
+        report.batches += 1
+        return self._record(prepared.token, prepared.group, prepared.rows, results, report)
 
     def _triage(
         self, rows: Sequence[outbox_ops.Claimed], now: datetime
@@ -336,47 +371,6 @@ class Dispatcher:
             now=now,
         )
 
-    def _send_group(
-        self,
-        token: str,
-        kind: str,
-        campaign: str,
-        step: str,
-        rows: list[outbox_ops.Claimed],
-        report: DispatchReport,
-    ) -> float:
-        now = self.clock()
-        by_id = {row.id: row for row in rows}
-        try:
-            content, sender, fallback = self._content(kind, campaign, step)
-        except NurtureError as exc:
-            # A content problem (a broken file deployed): keep the rows, retry later.
-            log.error(
-                "cannot render", extra={"campaign": campaign, "step": step, "error": str(exc)}
-            )
-            self._retry_or_fail(by_id, {i: None for i in by_id}, str(exc), report)
-            return 0.0
-        with self.engine.begin() as conn:
-            ours = outbox_ops.mark_sending(
-                conn, token=token, kind=kind, campaign=campaign, step=step, now=now
-            )
-        if not ours:
-            return 0.0
-        recipients = [self._recipient(row, fallback, now) for row in rows if row.id in ours]
-        self._respect_rate(len(recipients))
-        try:
-            results = self.provider.send(Batch(content, sender, recipients))
-        except ConfigurationError:
-            # Nothing left (a refused API key is answered before any mail is taken):
-            # the rows go back to the queue and the pass stops loudly.
-            with self.engine.begin() as conn:
-                outbox_ops.requeue(
-                    conn, dict.fromkeys(ours, now), now=now, error="provider configuration"
-                )
-            raise
-        report.batches += 1
-        return self._record(token, (kind, campaign, step), by_id, results, report)
-
     def _record(
         self,
         token: str,
@@ -438,17 +432,6 @@ class Dispatcher:
             metrics.sends.labels("failed", "refused").inc(len(failed))
         return max((after for after in retry.values() if after), default=0.0)
 
-    def _retry_or_fail(
-        self,
-        by_id: dict[int, outbox_ops.Claimed],
-        retry: dict[int, float | None],
-        reason: str,
-        report: DispatchReport,
-    ) -> None:
-        now = self.clock()
-        with self.engine.begin() as conn:
-            self._requeue_retries(conn, by_id, retry, reason, report, now)
-
     def _requeue_retries(
         self,
         conn: Connection,
@@ -457,12 +440,18 @@ class Dispatcher:
         reason: str,
         report: DispatchReport,
         now: datetime,
+        *,
+        counted: bool = True,
     ) -> None:
-        """Backoff with jitter, or the provider's own wait; failed after MAX_ATTEMPTS."""
+        """Backoff with jitter, or the provider's own wait; failed after MAX_ATTEMPTS.
+
+        ``counted``: the attempt was already counted when the rows were marked
+        ``sending``; otherwise (nothing was sent) it is counted here.
+        """
         due: dict[int, datetime] = {}
         failed: dict[int, str] = {}
         for row_id, after in retry.items():
-            attempts = by_id[row_id].attempts
+            attempts = by_id[row_id].attempts + 1  # ``take`` read it before this attempt
             if attempts >= self.settings.max_attempts:
                 failed[row_id] = f"gave up after {attempts} attempts: {reason}"
                 continue
@@ -470,7 +459,7 @@ class Dispatcher:
                 attempts, base=self.settings.retry_base_seconds, rng=self.rng
             )
             due[row_id] = now + timedelta(seconds=delay)
-        outbox_ops.requeue(conn, due, now=now, error=reason)
+        outbox_ops.requeue(conn, due, now=now, error=reason, count_attempt=not counted)
         outbox_ops.mark_failed(conn, failed, now=now)
         _stop_failed_sequences(conn, by_id, failed, now)
         report.retried += len(due)

@@ -105,7 +105,7 @@ def drain(services: Services, clock: FakeClock, *, rounds: int = 40) -> None:
     for _ in range(rounds):
         jobs.tick(services)
         jobs.housekeeping(services)
-        if not statuses(services.engine).keys() & {"queued", "claimed", "sending", "unknown"}:
+        if not statuses(services.engine).keys() & {"queued", "sending", "unknown"}:
             return
         clock.advance(minutes=10)
     raise AssertionError(f"still waiting: {statuses(services.engine)}")

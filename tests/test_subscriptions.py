@@ -282,7 +282,7 @@ def test_unsubscribe_cancels_waiting_mail_suppresses_and_records_at_once(
 ) -> None:
     row = confirmed(service)
     queued = add_outbox(engine, row.id, "02-saying-it-out-loud", "queued")
-    claimed = add_outbox(engine, row.id, "03-how-wanting-works", "claimed")
+    later = add_outbox(engine, row.id, "03-how-wanting-works", "queued")
     sent = add_outbox(engine, row.id, "01-welcome", "sent")
     sending = add_outbox(engine, row.id, "04-the-stories-we-carry", "sending")
     bystander = confirmed(service, "other@example.com")
@@ -293,7 +293,7 @@ def test_unsubscribe_cancels_waiting_mail_suppresses_and_records_at_once(
     assert service.unsubscribe(token, channel="one_click", now=when) is True
 
     status = {m.id: m.status for m in rows(engine, outbox)}
-    assert status[queued] == status[claimed] == "cancelled"
+    assert status[queued] == status[later] == "cancelled"
     assert (status[sent], status[sending], status[theirs]) == ("sent", "sending", "queued")
     row = subscriber(engine)
     assert (row.status, row.unsubscribed_at) == ("unsubscribed", when)

@@ -2,15 +2,17 @@
 
 The life of a row::
 
-    queued --claim--> claimed --mark_sending--> sending --> sent | failed
-       ^                 |                         |
-       |   (lease over)  |                         +--(lease over)--> unknown --> sent | queued
-       +-----------------+ ; queued/claimed --(unsubscribe, expiry)--> cancelled
+    queued --take + start_sending--> sending --> sent | failed | unknown --> sent | queued
+      |                                 |
+      |                                 +--(lease over: the worker died)--> unknown
+      +--(unsubscribe, suppression, expiry)--> cancelled
 
-A row is marked ``sending`` in its own committed transaction *before* the provider
-request leaves, so a crash at any point leaves evidence: ``claimed`` rows were never
-sent and go back to the queue; ``sending`` rows may have been sent and become
-``unknown`` until the provider's events (or the folder) say what happened.
+A dispatcher takes due rows (locked), checks them, and marks the ones it will send
+``sending`` in the same transaction, committed *before* the provider request leaves.
+So a crash at any point leaves evidence: before the commit, the rows are still
+``queued`` and nothing left; after it, a ``sending`` row may have been sent and becomes
+``unknown`` when its lease runs out, until the provider's events (or the folder) say
+what happened.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, subscribers
 from nurture.store.upsert import insert_ignored
 
-QUEUED, CLAIMED, SENDING, SENT = "queued", "claimed", "sending", "sent"
+QUEUED, SENDING, SENT = "queued", "sending", "sent"
 FAILED, CANCELLED, UNKNOWN = "failed", "cancelled", "unknown"
 MARKETING = ("sequence", "newsletter")
 _QUEUED = text("outbox." + QUEUED_ROWS)
@@ -44,7 +46,7 @@ _IN_FLIGHT = text("outbox." + IN_FLIGHT_ROWS)
 
 
 class Claimed(NamedTuple):
-    """A claimed row with what dispatch needs from its subscriber."""
+    """A row taken for sending, with what dispatch needs from its subscriber."""
 
     id: int
     subscriber_id: int | None
@@ -79,54 +81,17 @@ def enqueue(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) 
     return insert_ignored(conn, outbox, values)
 
 
-def claim(
-    conn: Connection,
-    *,
-    now: datetime,
-    limit: int,
-    token: str,
-    lease: timedelta,
-    only_id: int | None = None,
+def take(
+    conn: Connection, *, now: datetime, limit: int, only_id: int | None = None
 ) -> list[Claimed]:
-    """Takes up to ``limit`` due rows under the claim ``token``, oldest first.
-
-    ``token`` names this one claim (worker + round): later statements find the batch by
-    it instead of shipping a thousand ids back and forth. PostgreSQL: ``FOR UPDATE SKIP
-    LOCKED`` lets several dispatchers claim side by side without waiting on or stealing
-    each other's rows. SQLite: the connection began with ``BEGIN IMMEDIATE`` (see
-    ``store.database``), so the update is atomic.
+    """Up to ``limit`` due rows with their subscriber, oldest first, held for this
+    transaction: PostgreSQL locks them ``FOR UPDATE SKIP LOCKED`` (several dispatchers
+    take side by side without waiting on or stealing each other's rows); SQLite holds
+    its write lock from ``BEGIN IMMEDIATE`` (see ``store.database``). The caller marks
+    what it will send with :func:`start_sending` in the same transaction; rows it does
+    not mark stay queued, untouched.
     """
-    due = (
-        select(outbox.c.id)
-        .where(_QUEUED, outbox.c.due_at <= now)
-        .order_by(outbox.c.due_at, outbox.c.id)
-        .limit(limit)
-    )
-    if only_id is not None:
-        due = due.where(outbox.c.id == only_id)
-    if conn.dialect.name == "postgresql":
-        # Locked first, then updated through one array parameter: a LIMIT subquery
-        # inside UPDATE ... IN (...) may be re-run by PostgreSQL's planner and claim
-        # more rows than asked for.
-        ids = list(conn.execute(due.with_for_update(skip_locked=True)).scalars())
-        if not ids:
-            return []
-        chosen: Any = outbox.c.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
-    else:
-        # SQLite materialises the subquery once, under the write lock of BEGIN IMMEDIATE.
-        chosen = outbox.c.id.in_(due.scalar_subquery())
-    conn.execute(
-        update(outbox)
-        .where(chosen, outbox.c.status == QUEUED)
-        .values(
-            status=CLAIMED,
-            worker=token,
-            lease_until=now + lease,
-            attempts=outbox.c.attempts + 1,
-            updated_at=now,
-        )
-    )
-    rows = conn.execute(
+    query = (
         select(
             outbox.c.id,
             outbox.c.subscriber_id,
@@ -143,10 +108,44 @@ def claim(
             subscribers.c.paused_until,
         )
         .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-        .where(_IN_FLIGHT, outbox.c.status == CLAIMED, outbox.c.worker == token)
-        .order_by(outbox.c.id)
+        .where(_QUEUED, outbox.c.due_at <= now)
+        .order_by(outbox.c.due_at, outbox.c.id)
+        .limit(limit)
     )
-    return [Claimed._make(row) for row in rows]
+    if only_id is not None:
+        query = query.where(outbox.c.id == only_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=outbox)
+    return [Claimed._make(row) for row in conn.execute(query)]
+
+
+def start_sending(
+    conn: Connection, ids: Sequence[int], *, token: str, now: datetime, lease: timedelta
+) -> None:
+    """Marks rows taken by :func:`take` as ``sending`` under the claim ``token``.
+
+    Committed *before* the provider request leaves: from here on a crash leaves a
+    ``sending`` row whose lease runs out, and it becomes ``unknown`` (never resent
+    blindly). The token names this one batch for the statements that record it.
+    """
+    if not ids:
+        return
+    values = {
+        "status": SENDING,
+        "worker": token,
+        "lease_until": now + lease,
+        "attempts": outbox.c.attempts + 1,
+        "updated_at": now,
+    }
+    if conn.dialect.name == "postgresql":
+        chosen = outbox.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
+        conn.execute(update(outbox).where(chosen, _QUEUED).values(values))
+    else:
+        # One compiled statement run per id beats compiling a thousand-item IN list.
+        conn.execute(
+            update(outbox).where(outbox.c.id == bindparam("row_id")).values(values),
+            [{"row_id": i} for i in ids],
+        )
 
 
 def _group(token: str, kind: str, campaign: str, step: str) -> Any:
@@ -156,25 +155,6 @@ def _group(token: str, kind: str, campaign: str, step: str) -> Any:
         outbox.c.kind == kind,
         outbox.c.campaign == campaign,
         outbox.c.step == step,
-    )
-
-
-def mark_sending(
-    conn: Connection, *, token: str, kind: str, campaign: str, step: str, now: datetime
-) -> set[int]:
-    """Moves one step's claimed rows to ``sending``; returns the ids still ours to send.
-
-    A row cancelled since the claim (an unsubscribe arrived meanwhile) is not returned,
-    so it never leaves. Rows the dispatcher set aside (deferred, cancelled) are no
-    longer ``claimed`` and are not touched.
-    """
-    return set(
-        conn.execute(
-            update(outbox)
-            .where(_group(token, kind, campaign, step), outbox.c.status == CLAIMED)
-            .values(status=SENDING, updated_at=now)
-            .returning(outbox.c.id)
-        ).scalars()
     )
 
 
@@ -249,10 +229,19 @@ def mark_unknown(conn: Connection, errors: dict[int, str], *, now: datetime) -> 
 
 
 def requeue(
-    conn: Connection, due: dict[int, datetime], *, now: datetime, error: str | None = None
+    conn: Connection,
+    due: dict[int, datetime],
+    *,
+    now: datetime,
+    error: str | None = None,
+    count_attempt: bool = False,
 ) -> None:
-    """Back to the queue, each row at its own new due time (backoff, window, 429)."""
+    """Back to the queue, each row at its own new due time (backoff, window, 429).
+
+    ``count_attempt`` counts a failed attempt that never reached ``sending``.
+    """
     if due:
+        attempts = outbox.c.attempts + 1 if count_attempt else outbox.c.attempts
         conn.execute(
             update(outbox)
             .where(outbox.c.id == bindparam("row_id"))
@@ -261,6 +250,7 @@ def requeue(
                 due_at=bindparam("new_due"),
                 lease_until=None,
                 worker=None,
+                attempts=attempts,
                 error=error[:500] if error else None,
                 updated_at=now,
             ),
@@ -269,16 +259,13 @@ def requeue(
 
 
 def cancel(conn: Connection, ids: Iterable[int], *, now: datetime, reason: str) -> int:
-    """Cancels rows that have not left yet (queued or claimed)."""
+    """Cancels rows that have not left yet (queued)."""
     params = [{"row_id": i} for i in ids]
     if not params:
         return 0
     conn.execute(
         update(outbox)
-        .where(
-            outbox.c.id == bindparam("row_id"),
-            or_(outbox.c.status == QUEUED, outbox.c.status == CLAIMED),
-        )
+        .where(outbox.c.id == bindparam("row_id"), outbox.c.status == QUEUED)
         .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now),
         params,
     )
@@ -291,24 +278,18 @@ def cancel_for_subscriber(
     """Cancels everything queued for one subscriber (unsubscribe, suppression, erasure)."""
     return conn.execute(
         update(outbox)
-        .where(outbox.c.subscriber_id == subscriber_id, outbox.c.status.in_((QUEUED, CLAIMED)))
+        .where(outbox.c.subscriber_id == subscriber_id, outbox.c.status == QUEUED)
         .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now)
     ).rowcount
 
 
-def expire_leases(conn: Connection, *, now: datetime) -> tuple[int, int]:
-    """Rows whose worker vanished: claimed -> queued (never sent), sending -> unknown."""
-    back = conn.execute(
-        update(outbox)
-        .where(_IN_FLIGHT, outbox.c.status == CLAIMED, outbox.c.lease_until < now)
-        .values(status=QUEUED, worker=None, lease_until=None, updated_at=now)
-    ).rowcount
-    unknown = conn.execute(
+def expire_leases(conn: Connection, *, now: datetime) -> int:
+    """Rows whose worker vanished mid-send: ``sending`` -> ``unknown`` (may have left)."""
+    return conn.execute(
         update(outbox)
         .where(_IN_FLIGHT, outbox.c.status == SENDING, outbox.c.lease_until < now)
         .values(status=UNKNOWN, lease_until=None, updated_at=now)
     ).rowcount
-    return back, unknown
 
 
 def unknown_rows(conn: Connection, *, limit: int = 1000) -> list[tuple[int, datetime, int]]:

@@ -127,7 +127,7 @@ enrolments = Table(
 #: the index's condition literally, and PostgreSQL's generic plans cannot prove it from
 #: bound parameters either.
 QUEUED_ROWS = "status = 'queued'"
-IN_FLIGHT_ROWS = "status IN ('claimed', 'sending', 'unknown')"
+IN_FLIGHT_ROWS = "status IN ('sending', 'unknown')"
 
 outbox = Table(
     "outbox",
@@ -141,7 +141,7 @@ outbox = Table(
     Column("due_at", UTCDateTime, nullable=False),
     # A newsletter's "not after": past it, the row is cancelled instead of sent.
     Column("expires_at", UTCDateTime),
-    # queued -> claimed -> sending -> sent | failed | unknown; queued/claimed -> cancelled
+    # queued -> sending -> sent | failed | unknown (-> sent | queued); queued -> cancelled
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("lease_until", UTCDateTime),
@@ -154,7 +154,7 @@ outbox = Table(
     # The guarantee against duplicates: one row per (subscriber, campaign step).
     UniqueConstraint("subscriber_id", "campaign", "step", name="uq_outbox_send"),
     # Few indexes, chosen for the hot path: a row is rewritten three times on its way
-    # out (claimed, sending, sent) and every index is paid at each rewrite. The unique
+    # out (locked, sending, sent) and every index is paid at each rewrite. The unique
     # constraint also serves "this subscriber's mail" (subscriber_id leads it). "Due
     # now" reads only queued rows; housekeeping and a dispatcher's own batch (found by
     # claim token) read only rows in flight, a few thousand at most.

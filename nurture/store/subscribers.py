@@ -19,7 +19,7 @@ from nurture.store.upsert import insert_ignore
 
 PENDING, CONFIRMED, UNSUBSCRIBED = "pending", "confirmed", "unsubscribed"
 #: Outbox rows that have not left yet and can still be cancelled or moved.
-WAITING = ("queued", "claimed")
+WAITING = ("queued",)
 CONFIRMATION = "confirmation"
 
 
@@ -186,7 +186,7 @@ def waiting_mail(
     kinds: Sequence[str] | None = None,
     campaign: str | None = None,
 ) -> list[Row[Any]]:
-    """Queued or claimed rows of a subscriber, optionally of some kinds or one campaign."""
+    """Queued rows of a subscriber, optionally of some kinds or one campaign."""
     query = select(outbox.c.id, outbox.c.kind, outbox.c.campaign, outbox.c.due_at).where(
         outbox.c.subscriber_id == subscriber_id, outbox.c.status.in_(WAITING)
     )
@@ -206,7 +206,7 @@ def cancel_mail(
     kinds: Sequence[str] | None = None,
     campaign: str | None = None,
 ) -> int:
-    """Cancels queued or claimed rows of a subscriber (all, some kinds, or one campaign)."""
+    """Cancels queued rows of a subscriber (all, some kinds, or one campaign)."""
     query = update(outbox).where(
         outbox.c.subscriber_id == subscriber_id, outbox.c.status.in_(WAITING)
     )

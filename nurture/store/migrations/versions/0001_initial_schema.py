@@ -193,8 +193,8 @@ def upgrade() -> None:
             "ix_outbox_in_flight",
             ["status", "worker"],
             unique=False,
-            sqlite_where=sa.text("status IN ('claimed', 'sending', 'unknown')"),
-            postgresql_where=sa.text("status IN ('claimed', 'sending', 'unknown')"),
+            sqlite_where=sa.text("status IN ('sending', 'unknown')"),
+            postgresql_where=sa.text("status IN ('sending', 'unknown')"),
         )
         batch_op.create_index(
             "ix_outbox_queued_due",
@@ -217,8 +217,8 @@ def downgrade() -> None:
         )
         batch_op.drop_index(
             "ix_outbox_in_flight",
-            sqlite_where=sa.text("status IN ('claimed', 'sending', 'unknown')"),
-            postgresql_where=sa.text("status IN ('claimed', 'sending', 'unknown')"),
+            sqlite_where=sa.text("status IN ('sending', 'unknown')"),
+            postgresql_where=sa.text("status IN ('sending', 'unknown')"),
         )
 
     op.drop_table("outbox")
