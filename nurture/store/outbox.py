@@ -17,6 +17,7 @@ what happened.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -137,15 +139,19 @@ def start_sending(
         "attempts": outbox.c.attempts + 1,
         "updated_at": now,
     }
+    conn.execute(update(outbox).where(_among(conn, ids), _QUEUED).values(values))
+
+
+def _among(conn: Connection, ids: Sequence[int]) -> Any:
+    """``outbox.id`` is one of ``ids``, passed as ONE parameter: an array on PostgreSQL,
+    a JSON list on SQLite. A thousand-item ``IN (...)`` costs more to compile than the
+    update costs to run."""
     if conn.dialect.name == "postgresql":
-        chosen = outbox.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
-        conn.execute(update(outbox).where(chosen, _QUEUED).values(values))
-    else:
-        # One compiled statement run per id beats compiling a thousand-item IN list.
-        conn.execute(
-            update(outbox).where(outbox.c.id == bindparam("row_id")).values(values),
-            [{"row_id": i} for i in ids],
-        )
+        return outbox.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
+    listed: Any = select(literal_column("value")).select_from(
+        func.json_each(bindparam("ids", json.dumps(list(ids))))
+    )
+    return outbox.c.id.in_(listed.scalar_subquery())
 
 
 def _group(token: str, kind: str, campaign: str, step: str) -> Any:
@@ -238,38 +244,39 @@ def requeue(
 ) -> None:
     """Back to the queue, each row at its own new due time (backoff, window, 429).
 
-    ``count_attempt`` counts a failed attempt that never reached ``sending``.
+    One statement per distinct due time: rows deferred to a window share the time of
+    their zone. ``count_attempt`` counts a failed attempt that never reached ``sending``.
     """
-    if due:
-        attempts = outbox.c.attempts + 1 if count_attempt else outbox.c.attempts
+    by_due: dict[datetime, list[int]] = {}
+    for row_id, when in due.items():
+        by_due.setdefault(when, []).append(row_id)
+    attempts = outbox.c.attempts + 1 if count_attempt else outbox.c.attempts
+    for when, ids in by_due.items():
         conn.execute(
             update(outbox)
-            .where(outbox.c.id == bindparam("row_id"))
+            .where(_among(conn, ids))
             .values(
                 status=QUEUED,
-                due_at=bindparam("new_due"),
+                due_at=when,
                 lease_until=None,
                 worker=None,
                 attempts=attempts,
                 error=error[:500] if error else None,
                 updated_at=now,
-            ),
-            [{"row_id": i, "new_due": d} for i, d in due.items()],
+            )
         )
 
 
 def cancel(conn: Connection, ids: Iterable[int], *, now: datetime, reason: str) -> int:
     """Cancels rows that have not left yet (queued)."""
-    params = [{"row_id": i} for i in ids]
-    if not params:
+    ids = list(ids)
+    if not ids:
         return 0
-    conn.execute(
+    return conn.execute(
         update(outbox)
-        .where(outbox.c.id == bindparam("row_id"), outbox.c.status == QUEUED)
-        .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now),
-        params,
-    )
-    return len(params)
+        .where(_among(conn, ids), outbox.c.status == QUEUED)
+        .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now)
+    ).rowcount
 
 
 def cancel_for_subscriber(

@@ -161,6 +161,7 @@ outbox = Table(
     Index(
         "ix_outbox_queued_due",
         "due_at",
+        "id",  # the full sort key of "oldest first", so taking a batch never sorts the queue
         sqlite_where=text(QUEUED_ROWS),
         postgresql_where=text(QUEUED_ROWS),
     ),

@@ -198,7 +198,7 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_outbox_queued_due",
-            ["due_at"],
+            ["due_at", "id"],
             unique=False,
             sqlite_where=sa.text("status = 'queued'"),
             postgresql_where=sa.text("status = 'queued'"),
