@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, true, update
+from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, text, true, update
 
 from nurture import sequencing
 from nurture.campaigns import Catalogue, Newsletter
@@ -184,6 +184,11 @@ def _plan_newsletter(
             .where(newsletter_runs.c.slug == newsletter.slug)
             .values(recipients=planned)
         )
+    if engine.dialect.name == "postgresql":
+        # A newsletter can add a million rows at once; without fresh statistics the
+        # planner keeps choosing plans made for an empty queue until autovacuum runs.
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE outbox"))
     log.info("newsletter planned", extra={"newsletter": newsletter.slug, "rows": planned})
     return planned
 

@@ -58,7 +58,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    # No server-side prepared statements: after five runs psycopg would switch to them,
+    # and PostgreSQL's generic plan for "id = ANY($1)" (an array of unknown length)
+    # is a sequential scan of the outbox, where the custom plan is an index lookup.
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args.setdefault("prepare_threshold", None)
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 def alembic_config(url: str) -> Config:
