@@ -7,10 +7,8 @@ Runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -32,17 +30,6 @@ from nurture.web.app import create_app
 from tests.test_subscriptions import CAMPAIGN, rows, subscriber
 from tests.web_server import serve_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Zones spread round the globe: at any moment one of them is in the middle of its day,
 # so the sequence email may go out now, inside the 08:00-20:00 window, without a clock.
 ZONES = (
@@ -56,21 +43,6 @@ ZONES = (
 )
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " (CI=true: browser tests must run)")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
 
 
 def daytime_zone(now: datetime) -> str:
