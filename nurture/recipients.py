@@ -14,12 +14,16 @@ from email.utils import parseaddr
 
 from nurture.messages import Recipient
 from nurture.settings import Settings
-from nurture.tokens import Tokens
+from nurture.tokens import Purpose, Tokens
 
 _MAILTO = re.compile(r"unsubscribe\+([A-Za-z0-9._-]+)@[^@\s]+", re.IGNORECASE)
 
 #: RFC 8058: the body a one-click POST carries, announced by this header.
 ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+#: The two links every marketing email carries, signed together.
+_LINKS: tuple[Purpose, ...] = ("unsubscribe", "preferences")
 
 
 class RecipientFactory:
@@ -49,15 +53,14 @@ class RecipientFactory:
         ``fallback`` replaces an empty first name ("there" in "Hi there"); ``outbox_id``
         travels in ``custom_args`` so that the provider's webhook events name the row.
         """
-        unsubscribe_token = self.tokens.make("unsubscribe", public_id, now=now)
+        unsubscribe_token, preferences_token = self.tokens.make_each(_LINKS, public_id, now=now)
         unsubscribe_url = self._unsubscribe + unsubscribe_token
         return Recipient(
             email=email,
             values={
                 "first_name": (first_name or "").strip() or fallback,
                 "unsubscribe_url": unsubscribe_url,
-                "preferences_url": self._preferences
-                + self.tokens.make("preferences", public_id, now=now),
+                "preferences_url": self._preferences + preferences_token,
             },
             headers={
                 "List-Unsubscribe": (

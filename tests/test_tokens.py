@@ -61,6 +61,16 @@ class TestRoundTrip:
         signer.get_timestamp = lambda: int(NOW.timestamp())  # type: ignore[method-assign]
         assert tokens.make("preferences", public_id, now=NOW) == signer.sign(public_id).decode()
 
+    def test_make_each_equals_one_make_per_purpose(self, tokens: Tokens, public_id: str) -> None:
+        made = tokens.make_each(("unsubscribe", "preferences"), public_id, now=NOW)
+        assert made == [
+            tokens.make("unsubscribe", public_id, now=NOW),
+            tokens.make("preferences", public_id, now=NOW),
+        ]
+        assert tokens.read("preferences", made[1], now=NOW) == public_id
+        with pytest.raises(TokenError):
+            tokens.read("unsubscribe", made[1], now=NOW)  # each keeps its own purpose
+
     def test_refuses_an_unsafe_public_id(self, tokens: Tokens) -> None:
         for bad in ["", "a+b", "a/b", "a.b", "x" * 33, "jane@example.com", "é"]:
             with pytest.raises(ValueError):
