@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -99,10 +99,16 @@ def tick(settings: Settings, *, at: datetime | None, dry_run: bool) -> int:
             print(f"{item.due_at.isoformat()}  {item.campaign}/{item.step}  {item.who}")
         print(f"{len(items)} email(s) would go out by {(at or _now()).isoformat()}")
         return 0
+    if at is not None and at > _now() + timedelta(minutes=1):
+        # Sending "as of tomorrow" would send tomorrow's mail today, outside its window.
+        print("nurture: --at in the future only goes with --dry-run", file=sys.stderr)
+        return 2
     database.upgrade(settings.resolved_database_url)
     services = build_services(settings, clock=(lambda: at) if at else None)
     report = jobs.tick(services, now=at)
-    services.dispatcher.housekeeping()
+    if at is None:
+        # Housekeeping judges leases and waiting times by the real clock only.
+        jobs.housekeeping(services)
     d = report.dispatched
     print(
         f"planned {report.planned.sequence_rows + report.planned.newsletter_rows}, sent {d.sent}, "
@@ -117,7 +123,7 @@ def stats(settings: Settings) -> int:
 
     engine = _engine(settings)
     catalogue = load_catalogue(settings)
-    with engine.connect() as conn:
+    with database.reading(engine) as conn:
         statuses = queries.subscribers_by_status(conn)
         sent = queries.sent_per_step(conn)
         stopped = queries.stopped_after_step(conn)

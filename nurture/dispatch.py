@@ -1,18 +1,25 @@
-"""Dispatch: claim due outbox rows, render them, hand them to the provider, record.
+"""Dispatch: take due outbox rows, check them, render, hand them to the provider, record.
 
-One pass (:meth:`Dispatcher.dispatch`) repeats claim -> check -> render -> mark
-``sending`` (committed) -> send -> record until nothing is due or a stop is requested;
-a stop lets the batch in flight finish. Rows are grouped by step so each step's MJML
-is compiled once and shared by up to 1000 recipients of one provider request.
+One pass (:meth:`Dispatcher.dispatch`) repeats, until nothing is due or a stop is
+requested (a stop lets the batch in flight finish):
+
+1. in one transaction: take due rows (locked), set aside what must not go now, and
+   mark one step's rows ``sending``; committed before anything leaves;
+2. send them as one batch: the step's MJML is compiled once and shared by up to 1000
+   recipients of one provider request;
+3. in one transaction: record each recipient's outcome (sent, refused, retry later,
+   unknown) and move the sequences on.
 
 Before a marketing row leaves, dispatch checks again what planning already checked:
-the subscriber is still confirmed (an unsubscribe or suppression wins at any time),
-the newsletter has not expired, the subscriber is not paused, and it is inside their
-local send window (a dispatcher that was down overnight must not catch up at 3 a.m.).
+the subscriber is still confirmed (an unsubscribe or suppression wins at any time) and
+still wants newsletters, the newsletter has not expired, the subscriber is not paused,
+and it is inside their local send window (a dispatcher that was down overnight must
+not catch up at 3 a.m.).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -21,13 +28,13 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
-from nurture import metrics, sequencing
+from nurture import metrics, outcomes, sequencing
 from nurture.campaigns import Catalogue
 from nurture.exceptions import ConfigurationError, NurtureError
 from nurture.messages import Batch, Content, Recipient, Sender
@@ -35,9 +42,7 @@ from nurture.providers.base import Provider, SendResult
 from nurture.recipients import RecipientFactory
 from nurture.rendering import Renderer
 from nurture.settings import Settings
-from nurture.store import enrolments as enrolment_ops
 from nurture.store import outbox as outbox_ops
-from nurture.store.schema import outbox
 
 log = logging.getLogger(__name__)
 NEWSLETTER_FALLBACK = "there"
@@ -51,16 +56,23 @@ def utcnow() -> datetime:
 
 @dataclass
 class DispatchReport:
+    """What one pass did (shared by its worker threads: updated under a lock)."""
+
     sent: int = 0
     failed: int = 0
     retried: int = 0
     cancelled: int = 0
     deferred: int = 0
-    batches: int = 0
-    requests: int = 0
-    reconciled: int = 0
     unknown: int = 0
-    errors: list[str] = field(default_factory=list)
+    batches: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
 
 
 @dataclass
@@ -68,7 +80,6 @@ class _Prepared:
     """One step's rows marked ``sending`` under ``token``, and the batch to send them."""
 
     token: str
-    group: tuple[str, str, str]  # (kind, campaign, step)
     rows: dict[int, outbox_ops.Claimed]
     batch: Batch | None  # None: everything taken was set aside
     handled: int
@@ -87,7 +98,7 @@ class Dispatcher:
         provider: Provider,
         *,
         clock: Callable[[], datetime] = utcnow,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         worker: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -98,16 +109,22 @@ class Dispatcher:
         self.recipients = recipients
         self.provider = provider
         self.clock = clock
-        self.sleep = sleep
+        self._stop = threading.Event()
+        # Waits (a 429, MAX_SEND_RATE) end early on SIGTERM.
+        self.sleep = sleep or (lambda seconds: self._stop.wait(seconds) and None)
         self.worker = worker or f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.rng = rng or random.Random()
         self._rounds = 0
+        self._state = threading.Lock()  # the round counter and the rate limiter
+        self._pass = threading.Lock()  # one pass at a time per process
+        # A provider that keeps a connection (SMTP) is used by one thread at a time,
+        # including ``send_now`` from the web app's background tasks.
+        self._provider_lock = threading.Lock()
+        self._next_free = 0.0  # monotonic time when MAX_SEND_RATE allows the next send
         # Read once: settings properties parse on every access, and this is per row.
         self._default_window = settings.window
         self._practice_zone = settings.zone
-        self.rng = rng or random.Random()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()  # one pass at a time per process (jobs, send_now)
-        self._next_free = 0.0  # monotonic time when MAX_SEND_RATE allows the next send
+        self._give_up = timedelta(hours=settings.retry_give_up_hours)
 
     # -- control -------------------------------------------------------------------
 
@@ -124,26 +141,48 @@ class Dispatcher:
     def dispatch(self, *, limit: int | None = None) -> DispatchReport:
         """Sends due rows until none is left (or about ``limit`` rows were handled).
 
-        With a thread-safe provider, DISPATCH_WORKERS threads run the loop side by side
-        under separate claims, so one batch's HTTP round trip overlaps the next batch's
-        database and rendering work.
+        With a thread-safe provider, DISPATCH_WORKERS threads run the loop side by side,
+        so one batch's HTTP round trip overlaps the next batch's database and rendering
+        work. An exception in any of them (a refused API key) is raised here.
         """
         report = DispatchReport()
-        with self._lock:
+        with self._pass:
             workers = self.settings.dispatch_workers
-            if not getattr(self.provider, "thread_safe", False) or limit is not None:
+            if not self.provider.thread_safe or limit is not None:
                 workers = 1
             if workers == 1:
                 self._loop(0, limit, report)
                 return report
-            threads = [
-                threading.Thread(target=self._loop, args=(i, None, report), daemon=True)
-                for i in range(workers)
-            ]
+            errors: list[BaseException] = []
+
+            def run(index: int) -> None:
+                try:
+                    self._loop(index, None, report)
+                except BaseException as exc:  # re-raised below, in the caller's thread
+                    errors.append(exc)
+                    self._stop.set()  # the other workers stop after their batch
+
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
+            if errors:
+                if not isinstance(errors[0], KeyboardInterrupt):
+                    self._stop.clear()  # a failed pass is not a shutdown
+                raise errors[0]
+        return report
+
+    def send_now(self, outbox_id: int) -> DispatchReport:
+        """Sends one queued row at once (the confirmation email after a sign-up).
+
+        Takes no pass lock: taking rows is atomic like any other, so it never waits
+        behind a long newsletter pass.
+        """
+        report = DispatchReport()
+        prepared = self._prepare(99, 1, report, only_id=outbox_id)
+        if prepared is not None:
+            self._deliver(prepared, report)
         return report
 
     def _loop(self, index: int, limit: int | None, report: DispatchReport) -> None:
@@ -163,68 +202,17 @@ class Dispatcher:
                 self.sleep(wait)
 
     def _token(self, index: int) -> str:
-        self._rounds += 1
-        return f"{self.worker}:{index}:{self._rounds}"
-
-    def send_now(self, outbox_id: int) -> DispatchReport:
-        """Sends one queued row at once (the confirmation email after a sign-up).
-
-        Takes no pass lock: taking rows is atomic like any other, so it never waits
-        behind a long newsletter pass.
-        """
-        report = DispatchReport()
-        prepared = self._prepare(99, 1, report, only_id=outbox_id)
-        if prepared is not None:
-            self._deliver(prepared, report)
-        return report
-
-    def housekeeping(self) -> DispatchReport:
-        """Expired leases back to the queue, and rows of unknown outcome reconciled.
-
-        The policy for a row whose request may have left before the process died
-        (``unknown``): ask the provider first (the folder can tell); with SendGrid,
-        wait for its Event Webhook, which marks the row sent from the ``outbox_id`` in
-        ``custom_args``; when UNKNOWN_RECONCILE_MINUTES pass without any event, the
-        request never reached SendGrid, and the row is queued again. A provider with
-        no evidence at all (SMTP, console, SendGrid without a webhook key) never
-        resends blindly: the row fails with "outcome unknown" for the operator.
-        """
-        report = DispatchReport()
-        now = self.clock()
-        window = timedelta(minutes=self.settings.unknown_reconcile_minutes)
-        has_events = self.settings.delivery == "sendgrid" and bool(
-            self.settings.sendgrid_webhook_public_key
-        )
-        with self.engine.begin() as conn:
-            outbox_ops.expire_leases(conn, now=now)
-            for row_id, since, _attempts in outbox_ops.unknown_rows(conn):
-                verdict = self.provider.reconcile(row_id)
-                if verdict is True:
-                    report.reconciled += reconcile_sent(conn, self.catalogue, row_id, None, now)
-                elif verdict is False:
-                    outbox_ops.requeue(conn, {row_id: now}, now=now, error="never left: resend")
-                elif now - since >= window:
-                    if has_events:
-                        outbox_ops.requeue(
-                            conn, {row_id: now}, now=now, error="no provider event: resend"
-                        )
-                    else:
-                        outbox_ops.mark_failed(
-                            conn, {row_id: "outcome unknown; not resent"}, now=now
-                        )
-        return report
-
-    # -- one batch -----------------------------------------------------------------
-
-    @property
-    def _lease(self) -> timedelta:
-        return timedelta(seconds=self.settings.lease_seconds)
+        with self._state:
+            self._rounds += 1
+            return f"{self.worker}:{index}:{self._rounds}"
 
     def _batch_size(self) -> int:
         size = self.settings.dispatch_batch_size
         if self.settings.max_send_rate:
             size = max(1, min(size, int(self.settings.max_send_rate)))
         return size
+
+    # -- 1. take, check, mark sending ------------------------------------------------
 
     def _prepare(
         self, index: int, size: int, report: DispatchReport, *, only_id: int | None = None
@@ -237,95 +225,82 @@ class Dispatcher:
         """
         now = self.clock()
         token = self._token(index)
+        lease = timedelta(seconds=self.settings.lease_seconds)
         with self.engine.begin() as conn:
             rows = outbox_ops.take(conn, now=now, limit=size, only_id=only_id)
             if not rows:
                 return None
-            sendable, cancel, defer = self._triage(rows, now)
-            for reason, ids in cancel.items():
-                report.cancelled += outbox_ops.cancel(conn, ids, now=now, reason=reason)
-                metrics.sends.labels("cancelled", reason).inc(len(ids))
-            outbox_ops.requeue(conn, defer, now=now)
-            report.deferred += len(defer)
-            set_aside = len(rows) - len(sendable)
+            sendable = self._set_aside(conn, rows, now, report)
             if not sendable:
-                return _Prepared(token, ("", "", ""), {}, None, set_aside)
+                return _Prepared(token, {}, None, len(rows))
             first = sendable[0]
             group = (first.kind, first.campaign, first.step)
             members = {r.id: r for r in sendable if (r.kind, r.campaign, r.step) == group}
+            handled = len(rows) - len(sendable) + len(members)
             try:
                 content, sender, fallback = self._content(*group)
             except NurtureError as exc:
                 # A content problem (a broken file deployed): keep the rows, retry later.
                 log.error("cannot render", extra={"campaign": group[1], "step": group[2]})
                 retry = dict.fromkeys(members, None)
-                self._requeue_retries(conn, members, retry, str(exc), report, now, counted=False)
-                return _Prepared(token, group, {}, None, set_aside + len(members))
+                self._retry(conn, members, retry, str(exc), now, report, expect="queued")
+                return _Prepared(token, {}, None, handled)
             recipients = [self._recipient(row, fallback, now) for row in members.values()]
-            outbox_ops.start_sending(conn, list(members), token=token, now=now, lease=self._lease)
-        batch = Batch(content, sender, recipients)
-        return _Prepared(token, group, members, batch, set_aside + len(members))
+            outbox_ops.start_sending(conn, list(members), token=token, now=now, lease=lease)
+        return _Prepared(token, members, Batch(content, sender, recipients), handled)
 
-    def _deliver(self, prepared: _Prepared, report: DispatchReport) -> float:
-        """Sends a prepared batch and records every outcome; returns seconds to wait."""
-        if prepared.batch is None:
-            return 0.0
-        self._respect_rate(len(prepared.batch.recipients))
-        try:
-            results = self.provider.send(prepared.batch)
-        except ConfigurationError:
-            # Nothing left (a refused API key is answered before any mail is taken):
-            # the rows go back to the queue and the pass stops loudly.
-            now = self.clock()
-            with self.engine.begin() as conn:
-                outbox_ops.requeue(
-                    conn, dict.fromkeys(prepared.rows, now), now=now, error="provider settings"
-                )
-            raise
-        report.batches += 1
-        return self._record(prepared.token, prepared.group, prepared.rows, results, report)
-
-    def _triage(
-        self, rows: Sequence[outbox_ops.Claimed], now: datetime
-    ) -> tuple[list[outbox_ops.Claimed], dict[str, list[int]], dict[int, datetime]]:
+    def _set_aside(
+        self,
+        conn: Connection,
+        rows: Sequence[outbox_ops.Claimed],
+        now: datetime,
+        report: DispatchReport,
+    ) -> list[outbox_ops.Claimed]:
+        """Cancels what must never go and defers what must not go yet; returns the rest."""
         sendable: list[outbox_ops.Claimed] = []
-        cancel: dict[str, list[int]] = defaultdict(list)
+        cancel: dict[str, list[outbox_ops.Claimed]] = defaultdict(list)
         defer: dict[int, datetime] = {}
-        practice = self._practice_zone
         # Rows of a batch share few zones: the window verdict is computed once per zone.
         opens: dict[tuple[str | None, sequencing.Window], datetime] = {}
         for row in rows:
             marketing = row.kind in outbox_ops.MARKETING
             if row.email is None:
-                cancel["no subscriber"].append(row.id)
+                cancel["no subscriber"].append(row)
             elif row.expires_at is not None and now >= row.expires_at:
-                cancel["expired"].append(row.id)
+                cancel["expired"].append(row)
             elif marketing and row.status != "confirmed":
-                cancel["not subscribed"].append(row.id)
+                cancel["not subscribed"].append(row)
+            elif row.kind == "newsletter" and not row.newsletters:
+                cancel["newsletters off"].append(row)
             elif not self._known(row):
-                cancel["no such step"].append(row.id)
+                cancel["no such step"].append(row)
             elif marketing:
                 window = self._window(row)
                 if row.paused_until is not None and row.paused_until > now:
-                    zone = sequencing.zone_for(row.timezone, practice)
+                    zone = sequencing.zone_for(row.timezone, self._practice_zone)
                     at = sequencing.send_time(
                         now, zone=zone, window=window, paused_until=row.paused_until
                     )
                 else:
                     key = (row.timezone, window)
-                    at = opens.get(key) or opens.setdefault(
-                        key,
-                        sequencing.into_window(
-                            now, sequencing.zone_for(row.timezone, practice), window
-                        ),
-                    )
+                    if key not in opens:
+                        zone = sequencing.zone_for(row.timezone, self._practice_zone)
+                        opens[key] = sequencing.into_window(now, zone, window)
+                    at = opens[key]
                 if at > now:
                     defer[row.id] = at
                 else:
                     sendable.append(row)
             else:
                 sendable.append(row)
-        return sendable, cancel, defer
+        for reason, cancelled in cancel.items():
+            count = outbox_ops.cancel(conn, [r.id for r in cancelled], now=now, reason=reason)
+            report.add(cancelled=count)
+            metrics.sends.labels("cancelled", reason).inc(count)
+        outcomes.vanished(conn, cancel.get("no such step", []), now)
+        outbox_ops.requeue(conn, defer, now=now, expect=outbox_ops.QUEUED)
+        report.add(deferred=len(defer))
+        return sendable
 
     def _known(self, row: outbox_ops.Claimed) -> bool:
         if row.campaign == "newsletters" and row.kind == "newsletter":
@@ -371,176 +346,134 @@ class Dispatcher:
             now=now,
         )
 
+    # -- 2. send -------------------------------------------------------------------
+
+    def _deliver(self, prepared: _Prepared, report: DispatchReport) -> float:
+        """Sends a prepared batch and records every outcome; returns seconds to wait."""
+        if prepared.batch is None:
+            return 0.0
+        self._respect_rate(len(prepared.batch.recipients))
+        try:
+            with self._provider_turn():
+                results = self.provider.send(prepared.batch)
+        except ConfigurationError:
+            # A refused API key: the provider raises it only before anything was handed
+            # over, so the rows go straight back to the queue, and the pass stops loudly.
+            now = self.clock()
+            with self.engine.begin() as conn:
+                outbox_ops.requeue(
+                    conn,
+                    dict.fromkeys(prepared.rows, now),
+                    now=now,
+                    expect=outbox_ops.SENDING,
+                    error="not sent: provider error",
+                )
+            raise
+        report.add(batches=1)
+        return self._record(prepared.rows, results, report)
+
+    @contextlib.contextmanager
+    def _provider_turn(self) -> Iterator[None]:
+        if self.provider.thread_safe:
+            yield
+            return
+        with self._provider_lock:
+            yield
+
+    def _respect_rate(self, count: int) -> None:
+        """MAX_SEND_RATE across this dispatcher's threads: each reserves its slot first."""
+        rate = self.settings.max_send_rate
+        if not rate:
+            return
+        with self._state:
+            now = time.monotonic()
+            start = max(now, self._next_free)
+            self._next_free = start + count / rate
+        if start > now:
+            self.sleep(start - now)
+
+    # -- 3. record -------------------------------------------------------------------
+
     def _record(
         self,
-        token: str,
-        group: tuple[str, str, str],
-        by_id: dict[int, outbox_ops.Claimed],
+        rows: dict[int, outbox_ops.Claimed],
         results: list[SendResult],
         report: DispatchReport,
     ) -> float:
         now = self.clock()
-        sent: dict[int, str | None] = {}
-        failed: dict[int, str] = {}
+        sent: dict[str | None, list[int]] = defaultdict(list)
+        refused: dict[int, str] = {}
         retry: dict[int, float | None] = {}
         unknown: dict[int, str] = {}
-        reasons: list[str] = []
+        reason = "retry"
         for result in results:
             row_id = result.recipient.outbox_id
             assert row_id is not None, "every dispatched recipient carries its outbox id"
             if result.outcome == "sent":
-                sent[row_id] = result.message_id
-            elif result.outcome == "retry" and result.maybe_sent:
+                sent[result.message_id].append(row_id)
+            elif result.outcome == "failed":
+                refused[row_id] = result.error or "refused"
+                metrics.provider_errors.labels(self.provider.name, "refused").inc()
+            elif result.maybe_sent:
                 # The request may have been accepted before its answer was lost: never
-                # resend blindly; housekeeping reconciles it (see ``housekeeping``).
+                # resend blindly; see nurture.reconciliation.
                 unknown[row_id] = result.error or "no answer from the provider"
                 metrics.provider_errors.labels(self.provider.name, "no_answer").inc()
-            elif result.outcome == "failed":
-                failed[row_id] = result.error or "refused"
-                metrics.provider_errors.labels(self.provider.name, "refused").inc()
             else:
                 retry[row_id] = result.retry_after
-                reasons.append(result.error or "retry")
+                reason = result.error or reason
                 metrics.provider_errors.labels(self.provider.name, "retryable").inc()
-        kind, campaign, step = group
+        in_flight = (outbox_ops.SENDING, outbox_ops.UNKNOWN)
         with self.engine.begin() as conn:
-            # Failures first, so that "everything still sending" below is exactly the sent.
-            outbox_ops.mark_failed(conn, failed, now=now)
-            _stop_failed_sequences(conn, by_id, failed, now)
-            if retry:
-                self._requeue_retries(conn, by_id, retry, reasons[0], report, now)
+            count = 0
+            for message_id, ids in sent.items():
+                count += outbox_ops.mark_group_sent(conn, ids, message_id=message_id, now=now)
+            outcomes.moved_on(
+                conn, self.catalogue, [rows[i] for g in sent.values() for i in g], now
+            )
+            failed = outbox_ops.mark_failed(conn, refused, now=now, expect=in_flight)
+            outcomes.refused(conn, [rows[i] for i in refused], now)
+            self._retry(conn, rows, retry, reason, now, report, expect=outbox_ops.SENDING)
             outbox_ops.mark_unknown(conn, unknown, now=now)
-            message_ids = set(sent.values())
-            if len(message_ids) == 1:
-                count = outbox_ops.mark_group_sent(
-                    conn,
-                    token=token,
-                    kind=kind,
-                    campaign=campaign,
-                    step=step,
-                    message_id=message_ids.pop(),
-                    now=now,
-                )
-            else:
-                count = outbox_ops.mark_sent(conn, sent, now=now)
-            advance_sequences(conn, self.catalogue, [by_id[i] for i in sent], now)
-        report.sent += count
-        report.failed += len(failed)
-        report.unknown += len(unknown)
-        metrics.sends.labels("sent", kind).inc(count)
+        report.add(sent=count, failed=failed, unknown=len(unknown))
+        metrics.sends.labels("sent", "provider").inc(count)
         if failed:
-            metrics.sends.labels("failed", "refused").inc(len(failed))
+            metrics.sends.labels("failed", "refused").inc(failed)
         return max((after for after in retry.values() if after), default=0.0)
 
-    def _requeue_retries(
+    def _retry(
         self,
         conn: Connection,
-        by_id: dict[int, outbox_ops.Claimed],
+        rows: dict[int, outbox_ops.Claimed],
         retry: dict[int, float | None],
         reason: str,
-        report: DispatchReport,
         now: datetime,
+        report: DispatchReport,
         *,
-        counted: bool = True,
+        expect: str,
     ) -> None:
-        """Backoff with jitter, or the provider's own wait; failed after MAX_ATTEMPTS.
+        """Back to the queue after the provider's own wait or a backoff with jitter.
 
-        ``counted``: the attempt was already counted when the rows were marked
-        ``sending``; otherwise (nothing was sent) it is counted here.
+        Retries never count against a row: a 429 storm or an outage of hours only
+        delays it. A row still undelivered RETRY_GIVE_UP_HOURS after it was planned
+        fails, and its sequence moves on rather than stopping.
         """
         due: dict[int, datetime] = {}
-        failed: dict[int, str] = {}
+        gave_up: dict[int, str] = {}
         for row_id, after in retry.items():
-            attempts = by_id[row_id].attempts + 1  # ``take`` read it before this attempt
-            if attempts >= self.settings.max_attempts:
-                failed[row_id] = f"gave up after {attempts} attempts: {reason}"
+            row = rows[row_id]
+            if row.created_at is not None and now - row.created_at >= self._give_up:
+                gave_up[row_id] = f"gave up after {self.settings.retry_give_up_hours} h: {reason}"
                 continue
             delay = after or sequencing.retry_delay(
-                attempts, base=self.settings.retry_base_seconds, rng=self.rng
+                row.attempts + 1, base=self.settings.retry_base_seconds, rng=self.rng
             )
             due[row_id] = now + timedelta(seconds=delay)
-        outbox_ops.requeue(conn, due, now=now, error=reason, count_attempt=not counted)
-        outbox_ops.mark_failed(conn, failed, now=now)
-        _stop_failed_sequences(conn, by_id, failed, now)
-        report.retried += len(due)
-        report.failed += len(failed)
-        metrics.sends.labels("retry", "provider").inc(len(due))
-
-    def _respect_rate(self, count: int) -> None:
-        rate = self.settings.max_send_rate
-        if not rate:
-            return
-        now = time.monotonic()
-        start = max(now, self._next_free)
-        if start > now:
-            self.sleep(start - now)
-        self._next_free = start + count / rate
-
-
-def _stop_failed_sequences(
-    conn: Connection, by_id: dict[int, outbox_ops.Claimed], failed: dict[int, str], now: datetime
-) -> None:
-    groups: dict[str, list[int]] = defaultdict(list)
-    for row_id in failed:
-        row = by_id[row_id]
-        if row.kind == "sequence" and row.subscriber_id is not None:
-            groups[row.campaign].append(row.subscriber_id)
-    for campaign, subscriber_ids in groups.items():
-        enrolment_ops.stop_for(conn, campaign=campaign, subscriber_ids=subscriber_ids, now=now)
-
-
-def advance_sequences(
-    conn: Connection,
-    catalogue: Catalogue,
-    rows: Sequence[outbox_ops.Claimed],
-    sent_at: datetime,
-) -> None:
-    """Moves each sent sequence step's enrolment on to its next step (or completes it)."""
-    by_step: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for row in rows:
-        if row.kind == "sequence" and row.subscriber_id is not None:
-            by_step[(row.campaign, row.step)].append(row.subscriber_id)
-    for (slug, step), subscriber_ids in by_step.items():
-        campaign = catalogue.campaigns.get(slug)
-        if campaign is None:
-            continue
-        index = campaign.index_of(step)
-        delays = [s.delay for s in campaign.steps]
-        enrolment_ops.advance(
-            conn,
-            campaign=slug,
-            step_index=index,
-            subscriber_ids=subscriber_ids,
-            sent_at=sent_at,
-            next_due=sequencing.next_step_due(sent_at, delays, index + 1),
+        count_attempt = expect == outbox_ops.QUEUED  # start_sending counted the others
+        requeued = outbox_ops.requeue(
+            conn, due, now=now, expect=expect, error=reason, count_attempt=count_attempt
         )
-
-
-def reconcile_sent(
-    conn: Connection,
-    catalogue: Catalogue,
-    outbox_id: int,
-    message_id: str | None,
-    sent_at: datetime,
-) -> int:
-    """Evidence that a row left (a provider event, the folder): mark it sent, move on.
-
-    Only a row still ``sending`` or ``unknown`` changes, so a second report of the same
-    send (a replayed webhook, an event after the dispatcher recorded it) is a no-op.
-    """
-    row = conn.execute(
-        select(outbox.c.subscriber_id, outbox.c.kind, outbox.c.campaign, outbox.c.step).where(
-            outbox.c.id == outbox_id,
-            outbox.c.status.in_((outbox_ops.SENDING, outbox_ops.UNKNOWN)),
-        )
-    ).first()
-    if row is None:
-        return 0
-    count = outbox_ops.mark_sent(conn, {outbox_id: message_id}, now=sent_at)
-    claimed = outbox_ops.Claimed(
-        outbox_id, row.subscriber_id, row.kind, row.campaign, row.step,
-        0, None, None, None, None, None, None, None,
-    )  # fmt: skip
-    advance_sequences(conn, catalogue, [claimed], sent_at)
-    metrics.sends.labels("sent", "reconciled").inc(count)
-    return count
+        failed = outbox_ops.mark_failed(conn, gave_up, now=now, expect=(expect,))
+        outcomes.moved_on(conn, self.catalogue, [rows[i] for i in gave_up], now)
+        report.add(retried=requeued, failed=failed)
+        metrics.sends.labels("retry", "provider").inc(requeued)

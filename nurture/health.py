@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select, text
 
 from nurture.store import database
 from nurture.store.schema import job_runs
+from nurture.store.upsert import insert_ignore
 
 
 def utcnow() -> datetime:
@@ -28,6 +29,10 @@ class Health:
     tick_seconds: int
     started_at: datetime
 
+    def started(self, job: str, *, at: datetime) -> None:
+        """Notes that ``job`` started (a long dispatch pass shows as running)."""
+        self._upsert(job, {"last_started_at": at})
+
     def record(
         self,
         job: str,
@@ -36,7 +41,7 @@ class Health:
         finished: datetime,
         error: str | None = None,
     ) -> None:
-        """Writes one job run to ``job_runs`` (upsert by job name)."""
+        """Writes one finished run of ``job`` to ``job_runs``."""
         values: dict[str, Any] = {
             "last_started_at": started,
             "last_finished_at": finished,
@@ -45,27 +50,50 @@ class Health:
         }
         if error is None:
             values["last_ok_at"] = finished
+        self._upsert(job, values)
+
+    def _upsert(self, job: str, values: dict[str, Any]) -> None:
+        # Insert-if-missing first, then update: two processes starting together on
+        # PostgreSQL would otherwise both insert and one would fail.
         with self.engine.begin() as conn:
-            updated = conn.execute(job_runs.update().where(job_runs.c.job == job).values(values))
-            if updated.rowcount == 0:
-                conn.execute(job_runs.insert().values(job=job, **values))
+            conn.execute(insert_ignore(conn, job_runs).values(job=job))
+            conn.execute(job_runs.update().where(job_runs.c.job == job).values(values))
 
     def status(self, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
-        """(healthy, detail). Unhealthy when the database is down or ticks have stopped."""
+        """(healthy, detail). Unhealthy when the database is down or planning has stopped.
+
+        Planning runs every TICK_SECONDS beside dispatch, whose passes may be long (a
+        large newsletter), so "is the scheduler alive" is read from the plan job.
+        """
         now = now or utcnow()
         detail: dict[str, Any] = {"database": "ok"}
         try:
-            with self.engine.connect() as conn:
+            with database.reading(self.engine) as conn:
                 conn.execute(text("select 1"))
-                row = conn.execute(
-                    select(job_runs.c.last_ok_at, job_runs.c.last_error).where(
-                        job_runs.c.job == "tick"
+                rows = {
+                    r.job: r
+                    for r in conn.execute(
+                        select(
+                            job_runs.c.job,
+                            job_runs.c.last_ok_at,
+                            job_runs.c.last_started_at,
+                            job_runs.c.last_finished_at,
+                            job_runs.c.last_error,
+                        )
                     )
-                ).first()
+                }
         except Exception as exc:  # any database failure makes the service unhealthy
             return False, {"database": f"unreachable ({type(exc).__name__})"}
-        last_tick = row.last_ok_at if row else None
+        plan, send = rows.get("plan"), rows.get("dispatch")
+        last_tick = plan.last_ok_at if plan else None
         detail["last_tick"] = last_tick.isoformat() if last_tick else None
+        if send is not None:
+            detail["last_dispatch"] = send.last_ok_at.isoformat() if send.last_ok_at else None
+            running = send.last_started_at and (
+                send.last_finished_at is None or send.last_started_at > send.last_finished_at
+            )
+            if running:
+                detail["dispatching_since"] = send.last_started_at.isoformat()
         detail["database_backend"] = "sqlite" if database.is_sqlite(self.engine) else "postgresql"
         stale_after = timedelta(seconds=max(5 * self.tick_seconds, 120))
         if last_tick is None:
@@ -74,6 +102,7 @@ class Health:
         else:
             healthy = now - last_tick < stale_after
             detail["scheduler"] = "ok" if healthy else "stale"
-        if row and row.last_error:
-            detail["last_error"] = row.last_error
+        errors = [r.last_error for r in (plan, send) if r is not None and r.last_error]
+        if errors:
+            detail["last_error"] = errors[0]
         return healthy, detail

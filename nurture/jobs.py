@@ -1,8 +1,10 @@
-"""The scheduler's jobs. Each is a plain function of :class:`Services` and ``now``.
+"""The scheduler's jobs. Each is a plain function of :class:`Services`.
 
-``serve`` runs them on APScheduler intervals; ``nurture tick`` runs :func:`tick` once.
-Every run is recorded in ``job_runs`` (what /healthz reports), with its duration in
-the ``nurture_tick_duration_seconds`` histogram.
+``serve`` runs ``plan``, ``dispatch`` and ``housekeeping`` on their own APScheduler
+intervals, so a long newsletter pass never holds up planning (nor the health check
+that watches it); ``nurture tick`` runs :func:`tick` (plan, then dispatch) once. Every
+run is recorded in ``job_runs`` (what /healthz reports), with its duration in the
+``nurture_tick_duration_seconds`` histogram.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from nurture import metrics, planning
+from nurture import metrics, planning, reconciliation
 from nurture.dispatch import DispatchReport
 from nurture.services import Services
+from nurture.store import consents
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,49 +32,75 @@ class TickReport:
 
 def _recorded(services: Services, job: str, work: Callable[[], T]) -> T:
     started = datetime.now(UTC)
+    services.health.started(job, at=started)
     try:
         result = work()
     except Exception as exc:
         services.health.record(job, started=started, finished=datetime.now(UTC), error=repr(exc))
         log.exception("job failed", extra={"job": job})
         raise
-    finished = datetime.now(UTC)
-    services.health.record(job, started=started, finished=finished)
+    services.health.record(job, started=started, finished=datetime.now(UTC))
     return result
 
 
-def tick(services: Services, *, now: datetime | None = None) -> TickReport:
-    """One planning + dispatch pass: what is due by ``now`` is planned and sent."""
+def plan(services: Services, *, now: datetime | None = None) -> planning.PlanReport:
+    """Queues what is due by ``now``: the next step of each sequence, open newsletters."""
 
-    def work() -> TickReport:
-        with metrics.tick_duration.time():
-            at = now or services.dispatcher.clock()
-            planned = planning.plan(services.engine, services.catalogue, services.settings, now=at)
-            dispatched = services.dispatcher.dispatch()
-        if dispatched.sent or dispatched.failed or planned.sequence_rows or planned.newsletter_rows:
+    def work() -> planning.PlanReport:
+        at = now or services.dispatcher.clock()
+        report = planning.plan(services.engine, services.catalogue, services.settings, now=at)
+        if report.sequence_rows or report.newsletter_rows:
             log.info(
-                "tick",
-                extra={
-                    "planned": planned.sequence_rows + planned.newsletter_rows,
-                    "sent": dispatched.sent,
-                    "failed": dispatched.failed,
-                    "retried": dispatched.retried,
-                    "cancelled": dispatched.cancelled,
-                },
+                "planned",
+                extra={"sequence": report.sequence_rows, "newsletter": report.newsletter_rows},
             )
-        return TickReport(planned, dispatched)
+        return report
 
-    return _recorded(services, "tick", work)
+    return _recorded(services, "plan", work)
 
 
-def housekeeping(services: Services) -> DispatchReport:
-    """Leases, unknown outcomes, and the IP retention of consent records."""
-    from nurture.store import consents
+def dispatch(services: Services) -> DispatchReport:
+    """Sends everything due, until the queue holds nothing due (or SIGTERM)."""
 
     def work() -> DispatchReport:
-        report = services.dispatcher.housekeeping()
+        with metrics.tick_duration.time():
+            report = services.dispatcher.dispatch()
+        if report.sent or report.failed or report.unknown:
+            log.info(
+                "dispatched",
+                extra={
+                    "sent": report.sent,
+                    "failed": report.failed,
+                    "retried": report.retried,
+                    "cancelled": report.cancelled,
+                    "deferred": report.deferred,
+                    "unknown": report.unknown,
+                },
+            )
+        return report
+
+    return _recorded(services, "dispatch", work)
+
+
+def tick(services: Services, *, now: datetime | None = None) -> TickReport:
+    """One full pass: plan as of ``now``, then send what is due."""
+    return TickReport(plan(services, now=now), dispatch(services))
+
+
+def housekeeping(services: Services) -> reconciliation.ReconcileReport:
+    """Expired leases, unknown outcomes, and the IP retention of consent records."""
+
+    def work() -> reconciliation.ReconcileReport:
+        now = services.dispatcher.clock()
+        report = reconciliation.reconcile(
+            services.engine,
+            services.settings,
+            services.catalogue,
+            services.provider,
+            now=now,
+        )
         with services.engine.begin() as conn:
-            consents.purge_expired_ips(conn, services.settings, services.dispatcher.clock())
+            consents.purge_expired_ips(conn, services.settings, now)
         return report
 
     return _recorded(services, "housekeeping", work)

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
+from nurture.store import database
 from nurture.store.schema import outbox
 
 registry = CollectorRegistry(auto_describe=True)
@@ -62,7 +63,7 @@ class QueueCollector(Collector):
             labels=["status"],
         )
         try:
-            with self.engine.connect() as conn:
+            with database.reading(self.engine) as conn:
                 counts = conn.execute(
                     select(outbox.c.status, func.count()).group_by(outbox.c.status)
                 ).all()

@@ -20,6 +20,7 @@ from nurture import sequencing
 from nurture.campaigns import Catalogue, Newsletter
 from nurture.logs import mask_email
 from nurture.settings import Settings
+from nurture.store import database
 from nurture.store import enrolments as enrolment_ops
 from nurture.store import outbox as outbox_ops
 from nurture.store.schema import newsletter_runs, outbox, subscribers
@@ -235,7 +236,7 @@ def preview(
     be due by then, and the newsletters that would open (counted, not listed).
     """
     items: list[Planned] = []
-    with engine.connect() as conn:
+    with database.reading(engine) as conn:
         for row in outbox_ops.due_preview(conn, now=now, limit=limit):
             who = mask_email(row.email) if row.email else "(erased)"
             items.append(Planned(row.due_at, row.campaign, row.step, who))

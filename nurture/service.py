@@ -31,14 +31,17 @@ def make_scheduler(services: Services) -> BackgroundScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
     )
     now = datetime.now(UTC)
-    scheduler.add_job(
-        jobs.tick,
-        "interval",
-        args=[services],
-        seconds=services.settings.tick_seconds,
-        id="tick",
-        next_run_time=now,
-    )
+    # plan and dispatch are separate jobs, run side by side by the thread pool: a long
+    # newsletter pass never holds up planning (nor the health check that watches it).
+    for job, offset in ((jobs.plan, 0), (jobs.dispatch, 1)):
+        scheduler.add_job(
+            job,
+            "interval",
+            args=[services],
+            seconds=services.settings.tick_seconds,
+            id=job.__name__,
+            next_run_time=now + timedelta(seconds=offset),
+        )
     scheduler.add_job(
         jobs.housekeeping,
         "interval",

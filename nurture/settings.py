@@ -100,9 +100,9 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(1000, ge=1, le=1000)
     dispatch_workers: int = Field(2, ge=1, le=16)
     lease_seconds: int = Field(300, ge=10)
-    max_attempts: int = Field(8, ge=1)
     retry_base_seconds: float = Field(30.0, gt=0)
-    unknown_reconcile_minutes: int = Field(120, ge=1)
+    retry_give_up_hours: float = Field(48.0, gt=0)
+    unknown_reconcile_minutes: int = Field(1440, ge=1)
 
     # Subscribers
     confirm_token_days: int = Field(7, ge=1)

@@ -264,7 +264,10 @@ def test_without_events_an_unknown_outcome_is_never_resent(
     clock = FakeClock(NOW)
     services = services_with(sg_settings, engine, clock)
     jobs.tick(services)
-    clock.advance(hours=3)
+    clock.advance(minutes=sg_settings.unknown_reconcile_minutes - 1)
+    jobs.housekeeping(services)
+    assert statuses(engine) == {"unknown": 2}  # waiting for evidence that never comes
+    clock.advance(minutes=2)
     jobs.housekeeping(services)
     jobs.tick(services)
     assert statuses(engine) == {"failed": 2}

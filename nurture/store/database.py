@@ -7,15 +7,18 @@ is reached through ``DATABASE_URL``; plain ``postgresql://`` URLs use psycopg 3.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_ONLY = "nurture_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -54,7 +57,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front (BEGIN IMMEDIATE); readers opened
+            # with reading() neither wait for it nor hold it.
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -64,6 +70,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("prepare_threshold", None)
     return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only (health, metrics, stats).
+
+    On SQLite every other transaction begins with ``BEGIN IMMEDIATE``, which waits for
+    and then holds the single write lock; a reader has no need of it.
+    """
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        yield conn
 
 
 def alembic_config(url: str) -> Config:

@@ -72,10 +72,12 @@ def advance(
     sent_at: datetime,
     next_due: datetime | None,
 ) -> int:
-    """After step ``step_index`` was sent: point at the next step, or complete.
+    """After step ``step_index`` was sent (or skipped): point at the next step, or complete.
 
-    Guarded by ``next_step == step_index`` so a late duplicate report (a webhook event
-    after the dispatcher already recorded the send) cannot skip a step.
+    Only an enrolment that is waiting for its planned step (``next_due_at`` is NULL
+    while a step waits in the outbox) moves: a late second report of the same send
+    finds it already moved on and changes nothing. Keyed by the sent step's position
+    in the *current* campaign, so a reordered campaign continues after that step.
     """
     if not subscriber_ids:
         return 0
@@ -92,7 +94,7 @@ def advance(
         .where(
             enrolments.c.campaign == campaign,
             enrolments.c.subscriber_id.in_(subscriber_ids),
-            enrolments.c.next_step == step_index,
+            enrolments.c.next_due_at.is_(None),
             enrolments.c.status == ACTIVE,
         )
         .values(values)
@@ -102,7 +104,7 @@ def advance(
 def stop_for(
     conn: Connection, *, campaign: str, subscriber_ids: Sequence[int], now: datetime
 ) -> None:
-    """Stops the enrolments of subscribers whose step failed for good."""
+    """Stops the enrolments of subscribers whose step was refused for good."""
     if subscriber_ids:
         conn.execute(
             update(enrolments)
@@ -112,4 +114,21 @@ def stop_for(
                 enrolments.c.status == ACTIVE,
             )
             .values(status=STOPPED, next_due_at=None, updated_at=now)
+        )
+
+
+def replan(
+    conn: Connection, *, campaign: str, subscriber_ids: Sequence[int], now: datetime
+) -> None:
+    """The planned step vanished (removed from the campaign): plan again from here."""
+    if subscriber_ids:
+        conn.execute(
+            update(enrolments)
+            .where(
+                enrolments.c.campaign == campaign,
+                enrolments.c.subscriber_id.in_(subscriber_ids),
+                enrolments.c.next_due_at.is_(None),
+                enrolments.c.status == ACTIVE,
+            )
+            .values(next_due_at=now, updated_at=now)
         )

@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     BigInteger,
     Connection,
-    and_,
     any_,
     bindparam,
     func,
@@ -63,6 +62,8 @@ class Claimed(NamedTuple):
     timezone: str | None
     status: str | None  # the subscriber's
     paused_until: datetime | None
+    newsletters: bool | None  # does the subscriber still want newsletters?
+    created_at: datetime | None = None  # when the row was planned (retries give up by it)
 
 
 def enqueue(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -> int:
@@ -108,6 +109,8 @@ def take(
             subscribers.c.timezone,
             subscribers.c.status,
             subscribers.c.paused_until,
+            subscribers.c.newsletters,
+            outbox.c.created_at,
         )
         .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
         .where(_QUEUED, outbox.c.due_at <= now)
@@ -154,30 +157,18 @@ def _among(conn: Connection, ids: Sequence[int]) -> Any:
     return outbox.c.id.in_(listed.scalar_subquery())
 
 
-def _group(token: str, kind: str, campaign: str, step: str) -> Any:
-    return and_(
-        _IN_FLIGHT,
-        outbox.c.worker == token,
-        outbox.c.kind == kind,
-        outbox.c.campaign == campaign,
-        outbox.c.step == step,
-    )
-
-
 def mark_group_sent(
-    conn: Connection,
-    *,
-    token: str,
-    kind: str,
-    campaign: str,
-    step: str,
-    message_id: str | None,
-    now: datetime,
+    conn: Connection, ids: Sequence[int], *, message_id: str | None, now: datetime
 ) -> int:
-    """Every row of one step still ``sending`` under ``token`` is sent (one statement)."""
+    """Rows that share one provider message id are sent (one statement).
+
+    Only rows still ``sending`` (or ``unknown``: a batch that outlived its lease) change.
+    """
+    if not ids:
+        return 0
     return conn.execute(
         update(outbox)
-        .where(_group(token, kind, campaign, step), outbox.c.status == SENDING)
+        .where(_among(conn, ids), _IN_FLIGHT)
         .values(
             status=SENT,
             provider_message_id=message_id,
@@ -212,15 +203,23 @@ def mark_sent(conn: Connection, message_ids: dict[int, str | None], *, now: date
     return max(result.rowcount, 0)
 
 
-def mark_failed(conn: Connection, errors: dict[int, str], *, now: datetime) -> None:
-    """Final failure: the provider refused these rows for good (reason kept, truncated)."""
-    if errors:
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id == bindparam("row_id"))
-            .values(status=FAILED, error=bindparam("reason"), lease_until=None, updated_at=now),
-            [{"row_id": i, "reason": e[:500]} for i, e in errors.items()],
-        )
+def mark_failed(
+    conn: Connection, errors: dict[int, str], *, now: datetime, expect: tuple[str, ...]
+) -> int:
+    """Final failure (reason kept, truncated), for rows still in one of ``expect``.
+
+    The status guard matters: between reading a row and writing it, a webhook may have
+    marked it sent, or another process taken it. Returns how many rows changed.
+    """
+    if not errors:
+        return 0
+    result = conn.execute(
+        update(outbox)
+        .where(outbox.c.id == bindparam("row_id"), outbox.c.status.in_(expect))
+        .values(status=FAILED, error=bindparam("reason"), lease_until=None, updated_at=now),
+        [{"row_id": i, "reason": e[:500]} for i, e in errors.items()],
+    )
+    return max(result.rowcount, 0)
 
 
 def mark_unknown(conn: Connection, errors: dict[int, str], *, now: datetime) -> None:
@@ -239,22 +238,25 @@ def requeue(
     due: dict[int, datetime],
     *,
     now: datetime,
+    expect: str,
     error: str | None = None,
     count_attempt: bool = False,
-) -> None:
+) -> int:
     """Back to the queue, each row at its own new due time (backoff, window, 429).
 
-    One statement per distinct due time: rows deferred to a window share the time of
-    their zone. ``count_attempt`` counts a failed attempt that never reached ``sending``.
+    Only rows still in status ``expect`` move (see :func:`mark_failed` for why). One
+    statement per distinct due time: rows deferred to a window share their zone's time.
+    ``count_attempt`` counts a failed attempt that never reached ``sending``.
     """
     by_due: dict[datetime, list[int]] = {}
     for row_id, when in due.items():
         by_due.setdefault(when, []).append(row_id)
     attempts = outbox.c.attempts + 1 if count_attempt else outbox.c.attempts
+    moved = 0
     for when, ids in by_due.items():
-        conn.execute(
+        moved += conn.execute(
             update(outbox)
-            .where(_among(conn, ids))
+            .where(_among(conn, ids), outbox.c.status == expect)
             .values(
                 status=QUEUED,
                 due_at=when,
@@ -264,7 +266,8 @@ def requeue(
                 error=error[:500] if error else None,
                 updated_at=now,
             )
-        )
+        ).rowcount
+    return moved
 
 
 def cancel(conn: Connection, ids: Iterable[int], *, now: datetime, reason: str) -> int:
@@ -299,15 +302,36 @@ def expire_leases(conn: Connection, *, now: datetime) -> int:
     ).rowcount
 
 
-def unknown_rows(conn: Connection, *, limit: int = 1000) -> list[tuple[int, datetime, int]]:
-    """(id, became_unknown_at, attempts) of rows whose outcome is not known yet."""
-    rows = conn.execute(
-        select(outbox.c.id, outbox.c.updated_at, outbox.c.attempts)
-        .where(_IN_FLIGHT, outbox.c.status == UNKNOWN)
+def unknown_rows(
+    conn: Connection, *, before: datetime, after_id: int = 0, limit: int = 1000
+) -> list[Any]:
+    """Rows whose outcome is unknown since ``before`` or earlier, by id after ``after_id``,
+    locked on PostgreSQL.
+
+    SKIP LOCKED: a second housekeeper (or a webhook applying an event) never works on
+    the same row at the same time.
+    """
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.subscriber_id,
+            outbox.c.kind,
+            outbox.c.campaign,
+            outbox.c.step,
+            outbox.c.updated_at,
+        )
+        .where(
+            _IN_FLIGHT,
+            outbox.c.status == UNKNOWN,
+            outbox.c.updated_at <= before,
+            outbox.c.id > after_id,
+        )
         .order_by(outbox.c.id)
         .limit(limit)
     )
-    return [(r.id, r.updated_at, r.attempts) for r in rows]
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(conn.execute(query))
 
 
 def counts_by_status(conn: Connection) -> dict[str, int]:

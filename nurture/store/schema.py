@@ -156,8 +156,8 @@ outbox = Table(
     # Few indexes, chosen for the hot path: a row is rewritten three times on its way
     # out (locked, sending, sent) and every index is paid at each rewrite. The unique
     # constraint also serves "this subscriber's mail" (subscriber_id leads it). "Due
-    # now" reads only queued rows; housekeeping and a dispatcher's own batch (found by
-    # claim token) read only rows in flight, a few thousand at most.
+    # now" reads only queued rows; housekeeping and the recording of a batch read only
+    # rows in flight, a few thousand at most.
     Index(
         "ix_outbox_queued_due",
         "due_at",
@@ -168,7 +168,7 @@ outbox = Table(
     Index(
         "ix_outbox_in_flight",
         "status",
-        "worker",
+        "lease_until",
         sqlite_where=text(IN_FLIGHT_ROWS),
         postgresql_where=text(IN_FLIGHT_ROWS),
     ),
