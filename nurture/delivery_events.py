@@ -65,17 +65,29 @@ class DeliveryEvents:
         applied = 0
         with self.engine.begin() as conn:
             for event in events:
-                new = self._remember(conn, event, now)
-                metrics.webhook_events.labels(event.kind, "yes" if new else "duplicate").inc()
-                if not new:
+                # One savepoint per event: an event that cannot be applied (a bug, a row
+                # in a state nobody foresaw) must not take the batch's bounces and
+                # unsubscribes down with it; SendGrid would retry the batch for a day
+                # and then drop it.
+                try:
+                    with conn.begin_nested():
+                        new = self._apply_one(conn, event, now)
+                except Exception:
+                    log.exception("webhook event not applied", extra={"event": event.kind})
+                    metrics.webhook_events.labels(event.kind, "error").inc()
                     continue
-                applied += 1
-                if event.kind in ("processed", "delivered") and event.outbox_id is not None:
-                    message_id = _message_id(event.raw)
-                    reconcile_sent(conn, self.catalogue, event.outbox_id, message_id, now)
-                elif event.suppresses:
-                    self._suppress(conn, event, now)
+                metrics.webhook_events.labels(event.kind, "yes" if new else "duplicate").inc()
+                applied += int(new)
         return applied
+
+    def _apply_one(self, conn: Connection, event: DeliveryEvent, now: datetime) -> bool:
+        if not self._remember(conn, event, now):
+            return False
+        if event.kind in ("processed", "delivered") and event.outbox_id is not None:
+            reconcile_sent(conn, self.catalogue, event.outbox_id, _message_id(event.raw), now)
+        elif event.suppresses:
+            self._suppress(conn, event, now)
+        return True
 
     def _remember(self, conn: Connection, event: DeliveryEvent, now: datetime) -> bool:
         row = {

@@ -330,12 +330,10 @@ class Dispatcher:
     def _recipient(self, row: outbox_ops.Claimed, fallback: str, now: datetime) -> Recipient:
         assert row.email is not None and row.public_id is not None
         if row.kind == "confirmation":
+            # Not personalised: the name was typed by whoever filled the form, and until
+            # the address is confirmed that may be a stranger putting words in our mouth.
             return self.recipients.confirmation(
-                email=row.email,
-                public_id=row.public_id,
-                first_name=row.first_name,
-                outbox_id=row.id,
-                now=now,
+                email=row.email, public_id=row.public_id, first_name=None, outbox_id=row.id, now=now
             )
         return self.recipients.marketing(
             email=row.email,

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, text, true, update
 
-from nurture import sequencing
+from nurture import outcomes, sequencing
 from nurture.campaigns import Catalogue, Newsletter
 from nurture.logs import mask_email
 from nurture.settings import Settings
@@ -93,13 +93,40 @@ def plan_sequences(
                     assert isinstance(decision, dict)
                     rows.append(decision)
                     planned.append(e.id)
-            report.sequence_rows += outbox_ops.enqueue(conn, rows, now=now)
+            inserted = outbox_ops.enqueue_keys(conn, rows, now=now)
+            report.sequence_rows += len(inserted)
             enrolment_ops.mark_planned(conn, planned, now=now)
+            _settle_conflicts(conn, catalogue, rows, inserted, now=now)
             enrolment_ops.set_status(conn, completed, enrolment_ops.COMPLETED, now=now)
             enrolment_ops.set_status(conn, stopped, enrolment_ops.STOPPED, now=now)
             report.completed += len(completed)
         if len(due) < batch:
             return report
+
+
+def _settle_conflicts(
+    conn: Connection,
+    catalogue: Catalogue,
+    rows: list[dict[str, Any]],
+    inserted: set[tuple[int, str, str]],
+    *,
+    now: datetime,
+) -> None:
+    """A step that was already in the outbox (re-confirmed after a stop, a reordered
+    campaign): never a second row, but the enrolment must not be left waiting for it.
+    Sent or failed: move on past it. Cancelled: queue it again. Waiting: nothing to do.
+    """
+    keys = [(r["subscriber_id"], r["campaign"], r["step"]) for r in rows]
+    clashes = [k for k in keys if k not in inserted]
+    if not clashes:
+        return
+    due = {(r["subscriber_id"], r["campaign"], r["step"]): r["due_at"] for r in rows}
+    for row in outbox_ops.existing(conn, clashes):
+        if row.status in (outbox_ops.SENT, outbox_ops.FAILED):
+            outcomes.moved_on(conn, catalogue, [row], row.sent_at or now)
+        elif row.status == outbox_ops.CANCELLED:
+            key = (row.subscriber_id, row.campaign, row.step)
+            outbox_ops.requeue(conn, {row.id: due[key]}, now=now, expect=outbox_ops.CANCELLED)
 
 
 def plan_newsletters(

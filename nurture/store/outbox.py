@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, subscribers
-from nurture.store.upsert import insert_ignored
+from nurture.store.upsert import insert_ignore
 
 QUEUED, SENDING, SENT = "queued", "sending", "sent"
 FAILED, CANCELLED, UNKNOWN = "failed", "cancelled", "unknown"
@@ -68,8 +68,15 @@ class Claimed(NamedTuple):
 
 def enqueue(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -> int:
     """Inserts planned rows, skipping any (subscriber, campaign, step) already there."""
+    return len(enqueue_keys(conn, rows, now=now))
+
+
+def enqueue_keys(
+    conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime
+) -> set[tuple[int, str, str]]:
+    """Like :func:`enqueue`; returns the (subscriber, campaign, step) really inserted."""
     if not rows:
-        return 0
+        return set()
     values = [
         {
             "expires_at": None,
@@ -81,7 +88,34 @@ def enqueue(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) 
         }
         for row in rows
     ]
-    return insert_ignored(conn, outbox, values)
+    statement = insert_ignore(conn, outbox).returning(
+        outbox.c.subscriber_id, outbox.c.campaign, outbox.c.step
+    )
+    return {(r.subscriber_id, r.campaign, r.step) for r in conn.execute(statement, values)}
+
+
+def existing(conn: Connection, keys: Iterable[tuple[int, str, str]]) -> list[Any]:
+    """The rows already planned for these (subscriber, campaign, step) keys."""
+    found = []
+    for subscriber_id, campaign, step in keys:
+        row = conn.execute(
+            select(
+                outbox.c.id,
+                outbox.c.subscriber_id,
+                outbox.c.kind,
+                outbox.c.campaign,
+                outbox.c.step,
+                outbox.c.status,
+                outbox.c.sent_at,
+            ).where(
+                outbox.c.subscriber_id == subscriber_id,
+                outbox.c.campaign == campaign,
+                outbox.c.step == step,
+            )
+        ).first()
+        if row is not None:
+            found.append(row)
+    return found
 
 
 def take(

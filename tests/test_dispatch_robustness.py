@@ -1,0 +1,233 @@
+"""What went wrong in review, kept from coming back: catalogue changes mid-sequence,
+opt-outs racing planning, MAX_SEND_RATE across threads, errors in worker threads,
+a connection-keeping provider shared with sign-ups, a webhook batch with a bad event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from nurture import jobs, planning
+from nurture.exceptions import ConfigurationError
+from nurture.messages import Batch
+from nurture.providers.base import SendResult
+from nurture.settings import Settings
+from nurture.store.schema import enrolments, outbox, subscribers, suppressions
+from nurture.testing import FakeClock, FakeProvider
+from nurture.webhooks.base import DeliveryEvent
+from tests.flow import sends_to, services_for, subscribe_and_confirm
+from tests.test_delivery_sendgrid import NOW, queue_newsletter, statuses
+from tests.test_providers_smtp import Collector, serve, smtp_settings
+
+SLUG = "what-i-actually-do"
+
+
+def reorder(services, order: list[int]) -> None:  # type: ignore[no-untyped-def]
+    campaign = services.catalogue.campaigns[SLUG]
+    steps = tuple(campaign.steps[i] for i in order)
+    services.catalogue.campaigns[SLUG] = dataclasses.replace(campaign, steps=steps)
+
+
+def hours(services, clock: FakeClock, count: int) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(count):
+        clock.advance(hours=1)
+        jobs.tick(services)
+
+
+def test_reordered_campaign_continues_after_the_step_sent(
+    settings: Settings, engine: Engine
+) -> None:
+    clock = FakeClock(datetime(2026, 5, 4, 9, 0, tzinfo=UTC))
+    services = services_for(settings, engine, clock, FakeProvider())
+    subscribe_and_confirm(services, clock, "a@example.org", SLUG)
+    hours(services, clock, 2)
+    assert [s for _, s, _ in sends_to(services, "a@example.org")] == ["01-welcome"]
+    count = len(services.catalogue.campaigns[SLUG].steps)
+    reorder(services, [1, 0, *range(2, count)])  # the welcome is now second
+    hours(services, clock, 24 * 40)
+    sent = [s for _, s, _ in sends_to(services, "a@example.org")]
+    assert len(sent) == len(set(sent)), "no step twice"
+    assert sent[-1] == "08-an-open-door"
+    with engine.connect() as conn:
+        assert conn.execute(select(enrolments.c.status)).scalar_one() == "completed"
+
+
+def test_a_removed_step_does_not_strand_the_sequence(settings: Settings, engine: Engine) -> None:
+    clock = FakeClock(datetime(2026, 5, 4, 9, 0, tzinfo=UTC))
+    services = services_for(settings, engine, clock, FakeProvider())
+    subscribe_and_confirm(services, clock, "b@example.org", SLUG)
+    hours(services, clock, 2)
+    clock.advance(days=3)
+    planning.plan(services.engine, services.catalogue, settings, now=clock.now())  # step 2 queued
+    count = len(services.catalogue.campaigns[SLUG].steps)
+    reorder(services, [0, *range(2, count)])  # the queued step 2 is removed
+    hours(services, clock, 24 * 40)
+    sent = [s for _, s, _ in sends_to(services, "b@example.org")]
+    assert "02-saying-it-out-loud" not in sent
+    assert sent[-1] == "08-an-open-door"
+    with engine.connect() as conn:
+        assert conn.execute(select(enrolments.c.status)).scalar_one() == "completed"
+
+
+def test_newsletters_turned_off_after_planning_are_not_sent(
+    settings: Settings, engine: Engine
+) -> None:
+    queue_newsletter(engine, 3)
+    with engine.begin() as conn:
+        conn.execute(
+            update(subscribers)
+            .where(subscribers.c.email == "reader1@example.org")
+            .values(newsletters=False)
+        )
+    clock = FakeClock(NOW)
+    provider = FakeProvider()
+    services = services_for(settings, engine, clock, provider)
+    services.dispatcher.dispatch()
+    assert sorted(e for e, _ in provider.sent) == ["reader0@example.org", "reader2@example.org"]
+    assert statuses(engine) == {"sent": 2, "cancelled": 1}
+
+
+class ThreadSafeFake(FakeProvider):
+    thread_safe = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def send_chunk(self, batch: Batch) -> list[SendResult]:
+        with self._lock:
+            return super().send_chunk(batch)
+
+
+def test_max_send_rate_holds_across_worker_threads(settings: Settings, engine: Engine) -> None:
+    queue_newsletter(engine, 100)
+    settings.max_send_rate = 20
+    settings.dispatch_workers = 4
+    clock = FakeClock(NOW)
+    services = services_for(settings, engine, clock, ThreadSafeFake())
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def record(seconds: float) -> None:
+        with lock:
+            waits.append(seconds)
+
+    services.dispatcher.sleep = record
+    services.dispatcher.dispatch()
+    # Five batches of 20 at 20/s: the last may start 4 s after the first, whatever the
+    # number of threads (each reserves its slot before waiting).
+    assert statuses(engine) == {"sent": 100}
+    assert max(waits) >= 3.0  # (threads racing for one slot would all wait about 1 s)
+
+
+class RefusesTheKey(ThreadSafeFake):
+    def send_chunk(self, batch: Batch) -> list[SendResult]:
+        raise ConfigurationError("SendGrid refused the API key")
+
+
+def test_a_refused_key_in_a_worker_thread_fails_the_pass(
+    settings: Settings, engine: Engine
+) -> None:
+    queue_newsletter(engine, 30)
+    settings.dispatch_workers = 3
+    settings.dispatch_batch_size = 10
+    clock = FakeClock(NOW)
+    services = services_for(settings, engine, clock, RefusesTheKey())
+    with pytest.raises(ConfigurationError):
+        jobs.dispatch(services)
+    assert statuses(engine) == {"queued": 30}  # nothing lost, nothing half-sent
+    _healthy, detail = services.health.status(NOW)
+    assert "refused the API key" in detail.get("last_error", "")
+    assert not services.dispatcher.stopping  # a failed pass is not a shutdown
+
+
+def test_smtp_connection_is_never_shared_between_threads(
+    settings: Settings, engine: Engine
+) -> None:
+    collector = Collector()
+    controller = serve(collector)
+    try:
+        queue_newsletter(engine, 120)
+        smtp = smtp_settings(settings, controller.port)
+        clock = FakeClock(NOW)
+        services = services_for(smtp, engine, clock, None)  # type: ignore[arg-type]
+        with engine.connect() as conn:
+            ids = list(conn.execute(select(outbox.c.id).order_by(outbox.c.id.desc())).scalars())
+        pass_thread = threading.Thread(target=services.dispatcher.dispatch)
+        pass_thread.start()
+        for row_id in ids[:20]:  # sign-up confirmations going out at the same time
+            services.dispatcher.send_now(row_id)
+        pass_thread.join()
+    finally:
+        controller.stop()
+    assert statuses(engine) == {"sent": 120}
+    envelopes = Counter(tuple(r.rcpt_tos) for r in collector.received)
+    assert all(len(rcpts) == 1 and n == 1 for rcpts, n in envelopes.items())
+    for received in collector.received:
+        assert email.message_from_bytes(received.data)["To"] == received.rcpt_tos[0]
+
+
+def test_one_bad_event_does_not_lose_the_rest_of_its_batch(
+    settings: Settings, engine: Engine
+) -> None:
+    queue_newsletter(engine, 2)
+    clock = FakeClock(NOW)
+    services = services_for(settings, engine, clock, FakeProvider())
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("a state nobody foresaw")
+
+    import nurture.delivery_events as module
+
+    original = module.reconcile_sent
+    module.reconcile_sent = broken  # type: ignore[assignment]
+    try:
+        events = [
+            DeliveryEvent("e1", "processed", "reader0@example.org", 1, NOW, None, {}),
+            DeliveryEvent("e2", "spamreport", "reader1@example.org", 2, NOW, None, {}),
+        ]
+        assert services.delivery_events.apply(events, now=NOW) == 1
+    finally:
+        module.reconcile_sent = original
+    with engine.connect() as conn:
+        assert conn.execute(select(suppressions.c.reason)).scalars().all() == ["spamreport"]
+        status = conn.execute(
+            select(subscribers.c.status).where(subscribers.c.email == "reader1@example.org")
+        ).scalar_one()
+    assert status == "unsubscribed"
+
+
+def test_a_429_storm_only_delays(settings: Settings, engine: Engine) -> None:
+    class Storm(FakeProvider):
+        def __init__(self) -> None:
+            super().__init__()
+            self.left = 12
+
+        def send_chunk(self, batch: Batch) -> list[SendResult]:
+            if self.left:
+                self.left -= 1
+                return [
+                    SendResult(r, "retry", error="429", retry_after=1) for r in batch.recipients
+                ]
+            return super().send_chunk(batch)
+
+    queue_newsletter(engine, 10)
+    clock = FakeClock(NOW)
+    provider = Storm()
+    services = services_for(settings, engine, clock, provider)
+    services.dispatcher.sleep = lambda seconds: None
+    for _ in range(20):
+        services.dispatcher.dispatch()
+        clock.advance(seconds=2)
+    assert statuses(engine) == {"sent": 10}
+    assert sorted(e for e, _ in provider.sent) == sorted(
+        f"reader{i}@example.org" for i in range(10)
+    )
+    assert clock.now() - NOW < timedelta(minutes=5)
