@@ -227,7 +227,9 @@ class Dispatcher:
         token = self._token(index)
         lease = timedelta(seconds=self.settings.lease_seconds)
         with self.engine.begin() as conn:
-            rows = outbox_ops.take(conn, now=now, limit=size, only_id=only_id)
+            rows = outbox_ops.take(
+                conn, now=now, limit=size, only_id=only_id, give_up=self._give_up
+            )
             if not rows:
                 return None
             sendable = self._set_aside(conn, rows, now, report)
@@ -266,7 +268,7 @@ class Dispatcher:
             marketing = row.kind in outbox_ops.MARKETING
             if row.email is None:
                 cancel["no subscriber"].append(row)
-            elif row.expires_at is not None and now >= row.expires_at:
+            elif row.expired:
                 cancel["expired"].append(row)
             elif marketing and row.status != "confirmed":
                 cancel["not subscribed"].append(row)
@@ -460,7 +462,7 @@ class Dispatcher:
         gave_up: dict[int, str] = {}
         for row_id, after in retry.items():
             row = rows[row_id]
-            if row.created_at is not None and now - row.created_at >= self._give_up:
+            if row.stale:
                 gave_up[row_id] = f"gave up after {self.settings.retry_give_up_hours} h: {reason}"
                 continue
             delay = after or sequencing.retry_delay(

@@ -231,3 +231,22 @@ def test_a_429_storm_only_delays(settings: Settings, engine: Engine) -> None:
         f"reader{i}@example.org" for i in range(10)
     )
     assert clock.now() - NOW < timedelta(minutes=5)
+
+
+def test_an_email_still_undelivered_after_the_give_up_window_fails(
+    settings: Settings, engine: Engine
+) -> None:
+    class Down(FakeProvider):
+        def send_chunk(self, batch: Batch) -> list[SendResult]:
+            return [SendResult(r, "retry", error="SendGrid 503") for r in batch.recipients]
+
+    queue_newsletter(engine, 2)
+    with engine.begin() as conn:  # planned three days ago, down ever since
+        conn.execute(update(outbox).values(created_at=NOW - timedelta(days=3)))
+    clock = FakeClock(NOW)
+    services = services_for(settings, engine, clock, Down())
+    services.dispatcher.dispatch()
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.status, outbox.c.error)).all()
+    assert [r.status for r in rows] == ["failed", "failed"]
+    assert all(r.error.startswith("gave up after 48") for r in rows)
