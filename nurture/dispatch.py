@@ -463,7 +463,7 @@ class Dispatcher:
         for row_id, after in retry.items():
             row = rows[row_id]
             if row.stale:
-                gave_up[row_id] = f"gave up after {self.settings.retry_give_up_hours} h: {reason}"
+                gave_up[row_id] = f"gave up after {self.settings.retry_give_up_hours:g} h: {reason}"
                 continue
             delay = after or sequencing.retry_delay(
                 row.attempts + 1, base=self.settings.retry_base_seconds, rng=self.rng

@@ -258,7 +258,8 @@ def mark_failed(
         return 0
     result = conn.execute(
         update(outbox)
-        .where(outbox.c.id == bindparam("row_id"), outbox.c.status.in_(expect))
+        # OR of equalities, not IN: an expanding IN cannot run as executemany.
+        .where(outbox.c.id == bindparam("row_id"), or_(*(outbox.c.status == e for e in expect)))
         .values(status=FAILED, error=bindparam("reason"), lease_until=None, updated_at=now),
         [{"row_id": i, "reason": e[:500]} for i, e in errors.items()],
     )
