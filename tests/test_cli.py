@@ -164,3 +164,38 @@ def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
             proc.kill()
         _, err = proc.communicate(timeout=10)
     assert "Traceback" not in err
+
+
+def test_send_test_goes_through_the_backend_with_a_test_subject(tmp_path: Path) -> None:
+    result = run(
+        tmp_path, "send-test", "beginning-therapy", "01-the-first-step", "--to", "me@example.org"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "me@example.org" not in result.stdout  # masked, even here
+    files = list((tmp_path / "var" / "mail").glob("*.eml"))
+    assert len(files) == 1
+    message = files[0].read_text()
+    assert "Subject: [TEST] " in message
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in message
+
+
+def test_import_refuses_rows_without_consent_and_lists_them(tmp_path: Path) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "email,first_name,timezone,consent_source,consent_date,campaign,newsletters\n"
+        "ok@example.org,Ann,Europe/London,paper form at the practice,2026-10-01,,yes\n"
+        "nope@example.org,Bob,,,,,yes\n"
+    )
+    result = run(tmp_path, "subscribers", "import", str(csv_file))
+    assert result.returncode == 1
+    assert ":3" in result.stdout + result.stderr  # the refused row, by line
+    shown = run(tmp_path, "subscribers", "show", "ok@example.org")
+    assert shown.returncode == 0
+    assert '"confirmed"' in shown.stdout
+    assert run(tmp_path, "subscribers", "show", "nope@example.org").returncode == 1
+    exported = run(tmp_path, "subscribers", "export")
+    assert "ok@example.org" in exported.stdout and "nope@example.org" not in exported.stdout
+    assert run(tmp_path, "subscribers", "erase", "ok@example.org").returncode == 0
+    after = run(tmp_path, "subscribers", "show", "ok@example.org").stdout
+    assert '"erased"' in after  # all that is left: the keyed hash on the suppression list
+    assert "Ann" not in after and "Europe/London" not in after
