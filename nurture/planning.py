@@ -224,24 +224,33 @@ def _plan_newsletter(
 def _respect_pauses(
     conn: Connection, newsletter: Newsletter, settings: Settings, *, now: datetime
 ) -> None:
-    """Moves this newsletter's rows for paused subscribers to the end of their pause."""
+    """Moves this newsletter's rows for paused subscribers to the end of their pause.
+
+    Starts from the (few) paused subscribers and reaches their row through the unique
+    index, rather than joining a million fresh outbox rows.
+    """
     paused = conn.execute(
-        select(outbox.c.id, subscribers.c.paused_until, subscribers.c.timezone)
-        .select_from(outbox.join(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-        .where(
-            outbox.c.campaign == NEWSLETTERS,
-            outbox.c.step == newsletter.slug,
-            outbox.c.status == "queued",
-            subscribers.c.paused_until > func.coalesce(outbox.c.due_at, now),
+        select(subscribers.c.id, subscribers.c.paused_until, subscribers.c.timezone).where(
+            subscribers.c.paused_until > now
         )
     ).all()
-    for row in paused:
+    for person in paused:
         due = sequencing.send_time(
-            row.paused_until,
-            zone=sequencing.zone_for(row.timezone, settings.zone),
+            person.paused_until,
+            zone=sequencing.zone_for(person.timezone, settings.zone),
             window=settings.window,
         )
-        conn.execute(update(outbox).where(outbox.c.id == row.id).values(due_at=due, updated_at=now))
+        conn.execute(
+            update(outbox)
+            .where(
+                outbox.c.subscriber_id == person.id,
+                outbox.c.campaign == NEWSLETTERS,
+                outbox.c.step == newsletter.slug,
+                outbox.c.status == "queued",
+                outbox.c.due_at < due,
+            )
+            .values(due_at=due, updated_at=now)
+        )
 
 
 @dataclass(frozen=True)

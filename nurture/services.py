@@ -7,7 +7,7 @@ core through it; the core modules never import this one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -41,7 +41,6 @@ class Services:
     dispatcher: Dispatcher
     health: Health
     delivery_events: DeliveryEvents
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def build_services(

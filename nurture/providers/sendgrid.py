@@ -238,9 +238,8 @@ def _personalization(recipient: Recipient, keys: _Keys) -> dict[str, Any]:
     if recipient.outbox_id is not None and "outbox_id" not in args:
         args = {**args, "outbox_id": str(recipient.outbox_id)}
     if args:
-        # SendGrid refuses anything but strings here, and the webhook echoes them back.
-        if not all(type(v) is str for v in args.values()):
-            args = {k: str(v) for k, v in args.items()}
+        # Strings only (SendGrid refuses anything else): Recipient.custom_args is typed
+        # dict[str, str], so no per-recipient check on this path.
         entry["custom_args"] = args
     return entry
 
