@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -151,7 +152,10 @@ def dispatch_all(settings: Settings, now: datetime) -> int:
         make_provider(settings),
         clock=lambda: now,
     )
-    report = dispatcher.dispatch()
+    try:
+        report = dispatcher.dispatch()
+    finally:
+        dispatcher.close()
     engine.dispose()
     return report.batches
 
@@ -180,9 +184,11 @@ def run(backend: str, n: int, url_of_fake: str, processes: int) -> Result:
             planning.plan_newsletters(engine, catalogue, settings, now=now)
             planned = time.perf_counter()
             engine.dispose()  # children open their own connections
+            # Dispatcher processes as the operator would run them (ProcessPoolExecutor's
+            # workers are not daemonic, so each may start its own sender processes).
             context = multiprocessing.get_context("fork")
-            with context.Pool(processes) as pool:
-                batches = sum(pool.starmap(dispatch_all, [(settings, now)] * processes))
+            with ProcessPoolExecutor(processes, mp_context=context) as pool:
+                batches = sum(pool.map(dispatch_all, [settings] * processes, [now] * processes))
             finished = time.perf_counter()
             cpu_after = os.times()
             own_cpu = sum(cpu_after[:4]) - sum(cpu_before[:4])

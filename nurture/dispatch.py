@@ -36,16 +36,17 @@ from sqlalchemy import Connection, Engine
 
 from nurture import metrics, outcomes, sequencing
 from nurture.campaigns import Catalogue
+from nurture.composing import Composer, Group
 from nurture.exceptions import ConfigurationError, NurtureError
-from nurture.messages import Batch, Content, Recipient, Sender
-from nurture.providers.base import Provider, SendResult
+from nurture.messages import Batch
+from nurture.providers.base import Provider
 from nurture.recipients import RecipientFactory
 from nurture.rendering import Renderer
+from nurture.senders import Outcome, SenderPool
 from nurture.settings import Settings
 from nurture.store import outbox as outbox_ops
 
 log = logging.getLogger(__name__)
-NEWSLETTER_FALLBACK = "there"
 #: A 429 asking us to wait longer than this ends the pass; the rows wait in the queue.
 MAX_INLINE_WAIT = 60.0
 
@@ -77,12 +78,13 @@ class DispatchReport:
 
 @dataclass
 class _Prepared:
-    """One step's rows marked ``sending`` under ``token``, and the batch to send them."""
+    """One step's rows marked ``sending``, and what is needed to send them."""
 
-    token: str
-    rows: dict[int, outbox_ops.Claimed]
-    batch: Batch | None  # None: everything taken was set aside
+    group: Group
+    rows: dict[int, outbox_ops.Claimed]  # empty: everything taken was set aside
+    batch: Batch | None  # composed here, or (sender processes) None: composed there
     handled: int
+    now: datetime
 
 
 class Dispatcher:
@@ -105,9 +107,9 @@ class Dispatcher:
         self.engine = engine
         self.settings = settings
         self.catalogue = catalogue
-        self.renderer = renderer
-        self.recipients = recipients
         self.provider = provider
+        self.composer = Composer(settings, catalogue, renderer, recipients)
+        self._senders: SenderPool | None = None
         self.clock = clock
         self._stop = threading.Event()
         # Waits (a 429, MAX_SEND_RATE) end early on SIGTERM.
@@ -136,6 +138,17 @@ class Dispatcher:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def close(self) -> None:
+        """Stops the sender processes, if any (after the pass in flight)."""
+        if self._senders is not None:
+            self._senders.close()
+            self._senders = None
+
+    def _sender_pool(self) -> SenderPool | None:
+        if self.settings.dispatch_processes and self._senders is None:
+            self._senders = SenderPool(self.settings, self.settings.dispatch_processes)
+        return self._senders
+
     # -- passes --------------------------------------------------------------------
 
     def dispatch(self, *, limit: int | None = None) -> DispatchReport:
@@ -148,7 +161,8 @@ class Dispatcher:
         report = DispatchReport()
         with self._pass:
             workers = self.settings.dispatch_workers
-            if not self.provider.thread_safe or limit is not None:
+            pooled = self._sender_pool() is not None  # each process has its own provider
+            if not (self.provider.thread_safe or pooled) or limit is not None:
                 workers = 1
             if workers == 1:
                 self._loop(0, limit, report)
@@ -234,22 +248,27 @@ class Dispatcher:
                 return None
             sendable = self._set_aside(conn, rows, now, report)
             if not sendable:
-                return _Prepared(token, {}, None, len(rows))
+                return _Prepared(("", "", ""), {}, None, len(rows), now)
             first = sendable[0]
             group = (first.kind, first.campaign, first.step)
             members = {r.id: r for r in sendable if (r.kind, r.campaign, r.step) == group}
             handled = len(rows) - len(sendable) + len(members)
             try:
-                content, sender, fallback = self._content(*group)
+                # Compiled here even when sender processes send: a broken step is found
+                # before its rows are marked sending (the renderer caches it).
+                content, sender, fallback = self.composer.content(group)
             except NurtureError as exc:
                 # A content problem (a broken file deployed): keep the rows, retry later.
                 log.error("cannot render", extra={"campaign": group[1], "step": group[2]})
                 retry = dict.fromkeys(members, None)
                 self._retry(conn, members, retry, str(exc), now, report, expect="queued")
-                return _Prepared(token, {}, None, handled)
-            recipients = [self._recipient(row, fallback, now) for row in members.values()]
+                return _Prepared(group, {}, None, handled, now)
+            batch = None
+            if self._senders is None:
+                recipients = [self.composer.recipient(r, fallback, now) for r in members.values()]
+                batch = Batch(content, sender, recipients)
             outbox_ops.start_sending(conn, list(members), token=token, now=now, lease=lease)
-        return _Prepared(token, members, Batch(content, sender, recipients), handled)
+        return _Prepared(group, members, batch, handled, now)
 
     def _set_aside(
         self,
@@ -318,44 +337,22 @@ class Dispatcher:
             return campaign.send_window
         return self._default_window
 
-    def _content(self, kind: str, campaign: str, step: str) -> tuple[Content, Sender, str]:
-        if kind == "confirmation":
-            content = self.renderer.compile_confirmation(campaign)
-        else:
-            content = self.renderer.compile(campaign, step)
-        found = self.catalogue.campaigns.get(campaign)
-        from_name = found.from_name if found and found.from_name else self.settings.from_name
-        fallback = found.first_name_fallback if found else NEWSLETTER_FALLBACK
-        sender = Sender(self.settings.from_email, from_name, self.settings.reply_to)
-        return content, sender, fallback
-
-    def _recipient(self, row: outbox_ops.Claimed, fallback: str, now: datetime) -> Recipient:
-        assert row.email is not None and row.public_id is not None
-        if row.kind == "confirmation":
-            # Not personalised: the name was typed by whoever filled the form, and until
-            # the address is confirmed that may be a stranger putting words in our mouth.
-            return self.recipients.confirmation(
-                email=row.email, public_id=row.public_id, first_name=None, outbox_id=row.id, now=now
-            )
-        return self.recipients.marketing(
-            email=row.email,
-            public_id=row.public_id,
-            first_name=row.first_name,
-            fallback=fallback,
-            outbox_id=row.id,
-            now=now,
-        )
-
     # -- 2. send -------------------------------------------------------------------
 
     def _deliver(self, prepared: _Prepared, report: DispatchReport) -> float:
         """Sends a prepared batch and records every outcome; returns seconds to wait."""
-        if prepared.batch is None:
+        if not prepared.rows:
             return 0.0
-        self._respect_rate(len(prepared.batch.recipients))
+        self._respect_rate(len(prepared.rows))
         try:
-            with self._provider_turn():
-                results = self.provider.send(prepared.batch)
+            if prepared.batch is None:
+                assert self._senders is not None
+                results = self._senders.send(
+                    prepared.group, list(prepared.rows.values()), prepared.now
+                )
+            else:
+                with self._provider_turn():
+                    results = [Outcome.of(r) for r in self.provider.send(prepared.batch)]
         except ConfigurationError:
             # A refused API key: the provider raises it only before anything was handed
             # over, so the rows go straight back to the queue, and the pass stops loudly.
@@ -397,7 +394,7 @@ class Dispatcher:
     def _record(
         self,
         rows: dict[int, outbox_ops.Claimed],
-        results: list[SendResult],
+        results: list[Outcome],
         report: DispatchReport,
     ) -> float:
         now = self.clock()
@@ -407,8 +404,7 @@ class Dispatcher:
         unknown: dict[int, str] = {}
         reason = "retry"
         for result in results:
-            row_id = result.recipient.outbox_id
-            assert row_id is not None, "every dispatched recipient carries its outbox id"
+            row_id = result.outbox_id
             if result.outcome == "sent":
                 sent[result.message_id].append(row_id)
             elif result.outcome == "failed":

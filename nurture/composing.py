@@ -1,0 +1,73 @@
+"""Composing a batch: a step's compiled content, its sender, and each recipient's part.
+
+Shared by the dispatcher (in-process sending) and by the sender processes
+(:mod:`nurture.senders`), so both build exactly the same messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from nurture.campaigns import Catalogue
+from nurture.messages import Batch, Content, Recipient, Sender
+from nurture.recipients import RecipientFactory
+from nurture.rendering import Renderer
+from nurture.settings import Settings
+from nurture.store.outbox import Claimed
+
+NEWSLETTER_FALLBACK = "there"
+Group = tuple[str, str, str]  # (kind, campaign, step)
+
+
+class Composer:
+    """Builds batches from taken outbox rows; compiles each step once (the renderer caches)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalogue: Catalogue,
+        renderer: Renderer,
+        recipients: RecipientFactory,
+    ) -> None:
+        self.settings = settings
+        self.catalogue = catalogue
+        self.renderer = renderer
+        self.recipients = recipients
+
+    def content(self, group: Group) -> tuple[Content, Sender, str]:
+        """(compiled content, sender, first-name fallback); raises NurtureError when broken."""
+        kind, campaign, step = group
+        if kind == "confirmation":
+            content = self.renderer.compile_confirmation(campaign)
+        else:
+            content = self.renderer.compile(campaign, step)
+        found = self.catalogue.campaigns.get(campaign)
+        from_name = found.from_name if found and found.from_name else self.settings.from_name
+        fallback = found.first_name_fallback if found else NEWSLETTER_FALLBACK
+        return (
+            content,
+            Sender(self.settings.from_email, from_name, self.settings.reply_to),
+            fallback,
+        )
+
+    def recipient(self, row: Claimed, fallback: str, now: datetime) -> Recipient:
+        assert row.email is not None and row.public_id is not None
+        if row.kind == "confirmation":
+            # Not personalised: the name was typed by whoever filled the form, and until
+            # the address is confirmed that may be a stranger putting words in our mouth.
+            return self.recipients.confirmation(
+                email=row.email, public_id=row.public_id, first_name=None, outbox_id=row.id, now=now
+            )
+        return self.recipients.marketing(
+            email=row.email,
+            public_id=row.public_id,
+            first_name=row.first_name,
+            fallback=fallback,
+            outbox_id=row.id,
+            now=now,
+        )
+
+    def batch(self, group: Group, rows: Sequence[Claimed], now: datetime) -> Batch:
+        content, sender, fallback = self.content(group)
+        return Batch(content, sender, [self.recipient(row, fallback, now) for row in rows])
