@@ -152,10 +152,7 @@ def dispatch_all(settings: Settings, now: datetime) -> int:
         make_provider(settings),
         clock=lambda: now,
     )
-    try:
-        report = dispatcher.dispatch()
-    finally:
-        dispatcher.close()
+    report = dispatcher.dispatch()
     engine.dispose()
     return report.batches
 

@@ -36,13 +36,12 @@ from sqlalchemy import Connection, Engine
 
 from nurture import metrics, outcomes, sequencing
 from nurture.campaigns import Catalogue
-from nurture.composing import Composer, Group
+from nurture.composing import Composer
 from nurture.exceptions import ConfigurationError, NurtureError
 from nurture.messages import Batch
-from nurture.providers.base import Provider
+from nurture.providers.base import Provider, SendResult
 from nurture.recipients import RecipientFactory
 from nurture.rendering import Renderer
-from nurture.senders import Outcome, SenderPool
 from nurture.settings import Settings
 from nurture.store import outbox as outbox_ops
 
@@ -80,11 +79,9 @@ class DispatchReport:
 class _Prepared:
     """One step's rows marked ``sending``, and what is needed to send them."""
 
-    group: Group
     rows: dict[int, outbox_ops.Claimed]  # empty: everything taken was set aside
-    batch: Batch | None  # composed here, or (sender processes) None: composed there
+    batch: Batch | None  # None when nothing is to be sent
     handled: int
-    now: datetime
 
 
 class Dispatcher:
@@ -109,7 +106,6 @@ class Dispatcher:
         self.catalogue = catalogue
         self.provider = provider
         self.composer = Composer(settings, catalogue, renderer, recipients)
-        self._senders: SenderPool | None = None
         self.clock = clock
         self._stop = threading.Event()
         # Waits (a 429, MAX_SEND_RATE) end early on SIGTERM.
@@ -138,17 +134,6 @@ class Dispatcher:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def close(self) -> None:
-        """Stops the sender processes, if any (after the pass in flight)."""
-        if self._senders is not None:
-            self._senders.close()
-            self._senders = None
-
-    def _sender_pool(self) -> SenderPool | None:
-        if self.settings.dispatch_processes and self._senders is None:
-            self._senders = SenderPool(self.settings, self.settings.dispatch_processes)
-        return self._senders
-
     # -- passes --------------------------------------------------------------------
 
     def dispatch(self, *, limit: int | None = None) -> DispatchReport:
@@ -161,8 +146,7 @@ class Dispatcher:
         report = DispatchReport()
         with self._pass:
             workers = self.settings.dispatch_workers
-            pooled = self._sender_pool() is not None  # each process has its own provider
-            if not (self.provider.thread_safe or pooled) or limit is not None:
+            if not self.provider.thread_safe or limit is not None:
                 workers = 1
             if workers == 1:
                 self._loop(0, limit, report)
@@ -248,27 +232,21 @@ class Dispatcher:
                 return None
             sendable = self._set_aside(conn, rows, now, report)
             if not sendable:
-                return _Prepared(("", "", ""), {}, None, len(rows), now)
+                return _Prepared({}, None, len(rows))
             first = sendable[0]
             group = (first.kind, first.campaign, first.step)
             members = {r.id: r for r in sendable if (r.kind, r.campaign, r.step) == group}
             handled = len(rows) - len(sendable) + len(members)
             try:
-                # Compiled here even when sender processes send: a broken step is found
-                # before its rows are marked sending (the renderer caches it).
-                content, sender, fallback = self.composer.content(group)
+                batch = self.composer.batch(group, list(members.values()), now)
             except NurtureError as exc:
                 # A content problem (a broken file deployed): keep the rows, retry later.
                 log.error("cannot render", extra={"campaign": group[1], "step": group[2]})
                 retry = dict.fromkeys(members, None)
                 self._retry(conn, members, retry, str(exc), now, report, expect="queued")
-                return _Prepared(group, {}, None, handled, now)
-            batch = None
-            if self._senders is None:
-                recipients = [self.composer.recipient(r, fallback, now) for r in members.values()]
-                batch = Batch(content, sender, recipients)
+                return _Prepared({}, None, handled)
             outbox_ops.start_sending(conn, list(members), token=token, now=now, lease=lease)
-        return _Prepared(group, members, batch, handled, now)
+        return _Prepared(members, batch, handled)
 
     def _set_aside(
         self,
@@ -344,15 +322,10 @@ class Dispatcher:
         if not prepared.rows:
             return 0.0
         self._respect_rate(len(prepared.rows))
+        assert prepared.batch is not None
         try:
-            if prepared.batch is None:
-                assert self._senders is not None
-                results = self._senders.send(
-                    prepared.group, list(prepared.rows.values()), prepared.now
-                )
-            else:
-                with self._provider_turn():
-                    results = [Outcome.of(r) for r in self.provider.send(prepared.batch)]
+            with self._provider_turn():
+                results = self.provider.send(prepared.batch)
         except ConfigurationError:
             # A refused API key: the provider raises it only before anything was handed
             # over, so the rows go straight back to the queue, and the pass stops loudly.
@@ -394,7 +367,7 @@ class Dispatcher:
     def _record(
         self,
         rows: dict[int, outbox_ops.Claimed],
-        results: list[Outcome],
+        results: list[SendResult],
         report: DispatchReport,
     ) -> float:
         now = self.clock()
@@ -404,7 +377,8 @@ class Dispatcher:
         unknown: dict[int, str] = {}
         reason = "retry"
         for result in results:
-            row_id = result.outbox_id
+            row_id = result.recipient.outbox_id
+            assert row_id is not None, "every dispatched recipient carries its outbox id"
             if result.outcome == "sent":
                 sent[result.message_id].append(row_id)
             elif result.outcome == "failed":

@@ -95,7 +95,6 @@ def serve(
         services.dispatcher.request_stop()
         if sched:
             sched.shutdown(wait=True)  # the batch in flight finishes first
-        services.dispatcher.close()
         services.engine.dispose()
         log.info("stopped")
     return 0

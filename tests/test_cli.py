@@ -112,7 +112,11 @@ def test_tick_dry_run_changes_nothing_and_tick_runs(tmp_path: Path) -> None:
     dry = run(tmp_path, "tick", "--at", "2026-12-08T10:00:00Z", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would go out" in dry.stdout
-    real = run(tmp_path, "tick", "--at", "2026-12-08T10:00:00Z")
+    # Sending "as of" the future would send tomorrow's mail today: refused.
+    future = run(tmp_path, "tick", "--at", "2099-12-08T10:00:00Z")
+    assert future.returncode == 2
+    assert "--dry-run" in future.stderr
+    real = run(tmp_path, "tick", "--at", "2026-11-01T10:00:00Z")  # catching up is fine
     assert real.returncode == 0, real.stderr
     assert "sent 0" in real.stdout
     stats = run(tmp_path, "stats")
