@@ -14,7 +14,6 @@ compiles MJML for every recipient is measured on a sample and projected to N.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import resource
 import secrets
@@ -23,12 +22,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select, text
@@ -139,32 +138,12 @@ def database_for(backend: str, workdir: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def dispatch_all(settings: Settings, now: datetime) -> int:
-    """One dispatcher process: sends until the queue is empty; returns its batch count."""
-    engine = database.make_engine(settings.resolved_database_url)
-    catalogue = load_catalogue(settings)
-    dispatcher = Dispatcher(
-        engine,
-        settings,
-        catalogue,
-        Renderer(settings, catalogue),
-        RecipientFactory(settings, Tokens.from_settings(settings)),
-        make_provider(settings),
-        clock=lambda: now,
-    )
-    report = dispatcher.dispatch()
-    engine.dispose()
-    return report.batches
-
-
 def peak_rss_mb() -> float:
-    """The largest resident set of this process or any dispatcher process, in MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
+    """The largest resident set of this process so far (the fake SendGrid not included)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(backend: str, n: int, url_of_fake: str, processes: int) -> Result:
+def run(backend: str, n: int, url_of_fake: str) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix="nurture-bench-"))
     try:
         with database_for(backend, workdir) as url:
@@ -175,18 +154,37 @@ def run(backend: str, n: int, url_of_fake: str, processes: int) -> Result:
             catalogue = load_catalogue(settings)
             letter = next(iter(catalogue.newsletters.values()))
             now = letter.send_at + timedelta(minutes=1)
-            engine.dispose()
+            dispatcher = Dispatcher(
+                engine,
+                settings,
+                catalogue,
+                Renderer(settings, catalogue),
+                RecipientFactory(settings, Tokens.from_settings(settings)),
+                make_provider(settings),
+                clock=lambda: now,
+            )
             cpu_before = os.times()
             started = time.perf_counter()
-            planning.plan_newsletters(engine, catalogue, settings, now=now)
-            planned = time.perf_counter()
-            engine.dispose()  # children open their own connections
-            # Dispatcher processes as the operator would run them (ProcessPoolExecutor's
-            # workers are not daemonic, so each may start its own sender processes).
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(processes, mp_context=context) as pool:
-                batches = sum(pool.map(dispatch_all, [settings] * processes, [now] * processes))
+            # As in `serve`: planning and dispatch run side by side; each committed chunk
+            # of the newsletter is sendable while the next one is being planned.
+            planned_at: list[float] = []
+
+            def plan() -> None:
+                planning.plan_newsletters(engine, catalogue, settings, now=now)
+                planned_at.append(time.perf_counter())
+
+            planner = threading.Thread(target=plan)
+            planner.start()
+            batches = 0
+            while True:
+                planning_done = not planner.is_alive()
+                batches += dispatcher.dispatch().batches
+                if planning_done:
+                    break
+                time.sleep(0.05)
+            planner.join()
             finished = time.perf_counter()
+            planned = planned_at[0] if planned_at else finished
             cpu_after = os.times()
             own_cpu = sum(cpu_after[:4]) - sum(cpu_before[:4])
             with engine.connect() as conn:
@@ -268,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for backend in args.backends.split(","):
         with fake_sendgrid() as (url, stats):
-            result = run(backend, args.n, url, args.processes)
+            result = run(backend, args.n, url)
         result.accepted = stats.get("recipients", -1)
         result.fake_cpu_s = stats.get("cpu_s", 0.0)
         result.requests = stats.get("requests", result.requests)
@@ -285,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_result(r: Result) -> None:
     print(
-        f"{r.backend:<10} n={r.n:,}  plan {r.plan_s:6.2f} s  dispatch {r.dispatch_s:6.2f} s  "
-        f"total {r.total_s:6.2f} s  {r.n / r.total_s:,.0f} emails/s  requests {r.requests:,}  "
+        f"{r.backend:<10} n={r.n:,}  planned after {r.plan_s:6.2f} s  all sent after "
+        f"{r.total_s:6.2f} s  "
+        f"{r.n / r.total_s:,.0f} emails/s  requests {r.requests:,}  "
         f"accepted by fake {r.accepted:,}  rows sent {r.sent_rows:,}  "
         f"peak RSS {r.peak_rss_mb:,.0f} MB  CPU: nurture {r.own_cpu_s:.1f} s, "
         f"fake SendGrid {r.fake_cpu_s:.1f} s",

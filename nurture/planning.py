@@ -140,85 +140,129 @@ def plan_newsletters(
     return total
 
 
+#: Subscribers per planning transaction: short enough that SQLite's single write lock
+#: is never held for long (sign-ups and unsubscribes wait behind it), large enough that
+#: the per-statement cost vanishes.
+CHUNK = 50_000
+_COLUMNS = (
+    "subscriber_id", "kind", "campaign", "step", "due_at", "expires_at", "status",
+    "attempts", "created_at", "updated_at",
+)  # fmt: skip
+
+
 def _plan_newsletter(
     engine: Engine, newsletter: Newsletter, settings: Settings, *, now: datetime
 ) -> int:
-    """Plans one newsletter in one transaction, with one INSERT ... SELECT per time zone.
+    """Plans one newsletter, chunk by chunk of the audience; returns the rows added.
 
     The recipients are never loaded into memory: the database copies them into the
-    outbox, time zone by time zone, each group with its own window-adjusted due time.
-    The ``newsletter_runs`` row is the lock: a second planner finds it and stops.
+    outbox, one INSERT ... SELECT per time zone group of each chunk, each group with its
+    own window-adjusted due time. The ``newsletter_runs`` row is the lock and the
+    cursor: every chunk locks it, reads where to start, and moves it on in the same
+    transaction, so two planners never plan the same chunk and a crash resumes where it
+    stopped. Each committed chunk is sendable at once.
     """
+    audience = and_(
+        subscribers.c.status == "confirmed",
+        subscribers.c.newsletters == true(),
+        subscribers.c.confirmed_at <= newsletter.send_at,
+    )
     with engine.begin() as conn:
-        claimed = conn.execute(
-            insert_ignore(conn, newsletter_runs)
-            .values(slug=newsletter.slug, planned_at=now, recipients=0)
-            .returning(newsletter_runs.c.slug)
-        ).first()
-        if claimed is None:
-            return 0
-        audience = and_(
-            subscribers.c.status == "confirmed",
-            subscribers.c.newsletters == true(),
-            subscribers.c.confirmed_at <= newsletter.send_at,
-        )
-        zones = conn.execute(select(subscribers.c.timezone).where(audience).distinct()).scalars()
-        by_due: dict[datetime, list[str | None]] = defaultdict(list)
-        for name in zones:
-            zone = sequencing.zone_for(name, settings.zone)
-            by_due[sequencing.into_window(newsletter.send_at, zone, settings.window)].append(name)
-        for due_at, names in by_due.items():
-            if newsletter.not_after is not None and due_at >= newsletter.not_after:
-                continue  # their window opens only after the newsletter expires
-            named = [n for n in names if n is not None]
-            matches = [subscribers.c.timezone.in_(named)] if named else []
-            if None in names:
-                matches.append(subscribers.c.timezone.is_(None))
-            zone_match = or_(*matches)
-            source = select(
-                subscribers.c.id,
-                literal("newsletter"),
-                literal(NEWSLETTERS),
-                literal(newsletter.slug),
-                literal(due_at, outbox.c.due_at.type),
-                literal(newsletter.not_after, outbox.c.expires_at.type),
-                literal("queued"),
-                literal(0),
-                literal(now, outbox.c.created_at.type),
-                literal(now, outbox.c.updated_at.type),
-            ).where(audience, zone_match)
-            insert = insert_ignore(conn, outbox).from_select(
-                [
-                    "subscriber_id",
-                    "kind",
-                    "campaign",
-                    "step",
-                    "due_at",
-                    "expires_at",
-                    "status",
-                    "attempts",
-                    "created_at",
-                    "updated_at",
-                ],
-                source,
-            )
-            conn.execute(insert)
-        _respect_pauses(conn, newsletter, settings, now=now)
-        # The audience, counted rather than returned: RETURNING would ship every new id
-        # back to Python. Nothing else plans this newsletter (the run row is ours).
-        planned = conn.execute(select(func.count()).where(audience)).scalar_one()
         conn.execute(
-            newsletter_runs.update()
-            .where(newsletter_runs.c.slug == newsletter.slug)
-            .values(recipients=planned)
+            insert_ignore(conn, newsletter_runs).values(
+                slug=newsletter.slug, planned_at=now, recipients=0, cursor=0, done=False
+            )
         )
-    if engine.dialect.name == "postgresql":
-        # A newsletter can add a million rows at once; without fresh statistics the
-        # planner keeps choosing plans made for an empty queue until autovacuum runs.
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE outbox"))
+    planned = 0
+    while True:
+        with engine.begin() as conn:
+            run = conn.execute(
+                select(newsletter_runs.c.cursor, newsletter_runs.c.done)
+                .where(newsletter_runs.c.slug == newsletter.slug)
+                .with_for_update()
+            ).one()
+            if run.done:
+                break
+            ids = select(subscribers.c.id).where(audience, subscribers.c.id > run.cursor)
+            last = conn.execute(
+                select(func.max(ids.order_by(subscribers.c.id).limit(CHUNK).subquery().c.id))
+            ).scalar()
+            if last is None:
+                conn.execute(
+                    newsletter_runs.update()
+                    .where(newsletter_runs.c.slug == newsletter.slug)
+                    .values(done=True)
+                )
+                break
+            chunk = and_(audience, subscribers.c.id > run.cursor, subscribers.c.id <= last)
+            added = _plan_chunk(conn, newsletter, settings, chunk, now=now)
+            planned += added
+            conn.execute(
+                newsletter_runs.update()
+                .where(newsletter_runs.c.slug == newsletter.slug)
+                .values(cursor=last, recipients=newsletter_runs.c.recipients + added)
+            )
+        if planned == added:  # after the first chunk: dispatch starts on fresh statistics
+            _analyze(engine)
+    if planned:
+        with engine.begin() as conn:
+            _respect_pauses(conn, newsletter, settings, now=now)
+    if planned:
+        _analyze(engine)
     log.info("newsletter planned", extra={"newsletter": newsletter.slug, "rows": planned})
     return planned
+
+
+def _analyze(engine: Engine) -> None:
+    """PostgreSQL: fresh statistics for the outbox after a newsletter added rows.
+
+    A newsletter adds up to a million rows at once; until autovacuum catches up, the
+    planner would keep plans made for an empty queue (sorting the whole queue to take
+    a batch of a thousand).
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE outbox"))
+
+
+def _plan_chunk(
+    conn: Connection, newsletter: Newsletter, settings: Settings, chunk: Any, *, now: datetime
+) -> int:
+    """Inserts one chunk of the audience, one INSERT ... SELECT per due time."""
+    zones = conn.execute(select(subscribers.c.timezone).where(chunk).distinct()).scalars()
+    by_due: dict[datetime, list[str | None]] = defaultdict(list)
+    for name in zones:
+        zone = sequencing.zone_for(name, settings.zone)
+        by_due[sequencing.into_window(newsletter.send_at, zone, settings.window)].append(name)
+    for due_at, names in by_due.items():
+        if newsletter.not_after is not None and due_at >= newsletter.not_after:
+            continue  # their window opens only after the newsletter expires
+        named = [n for n in names if n is not None]
+        matches = [subscribers.c.timezone.in_(named)] if named else []
+        if None in names:
+            matches.append(subscribers.c.timezone.is_(None))
+        source = select(
+            subscribers.c.id,
+            literal("newsletter"),
+            literal(NEWSLETTERS),
+            literal(newsletter.slug),
+            literal(due_at, outbox.c.due_at.type),
+            literal(newsletter.not_after, outbox.c.expires_at.type),
+            literal("queued"),
+            literal(0),
+            literal(now, outbox.c.created_at.type),
+            literal(now, outbox.c.updated_at.type),
+        ).where(chunk, or_(*matches))
+        conn.execute(insert_ignore(conn, outbox).from_select(_COLUMNS, source))
+    # Counted, not returned (RETURNING would ship every id back; psycopg reports no
+    # rowcount for inserts): the chunk's rows, found through the unique index.
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(outbox.join(subscribers, subscribers.c.id == outbox.c.subscriber_id))
+            .where(chunk, outbox.c.campaign == NEWSLETTERS, outbox.c.step == newsletter.slug)
+        ).scalar_one()
+    )
 
 
 def _respect_pauses(

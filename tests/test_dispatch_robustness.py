@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from nurture import jobs, planning
 from nurture.exceptions import ConfigurationError
@@ -250,3 +250,51 @@ def test_an_email_still_undelivered_after_the_give_up_window_fails(
         rows = conn.execute(select(outbox.c.status, outbox.c.error)).all()
     assert [r.status for r in rows] == ["failed", "failed"]
     assert all(r.error.startswith("gave up after 48") for r in rows)
+
+
+def test_newsletter_planning_goes_by_chunks_and_resumes_after_a_crash(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nurture.campaigns import load_catalogue
+    from nurture.store.schema import newsletter_runs
+
+    with engine.begin() as conn:
+        conn.execute(
+            subscribers.insert(),
+            [
+                {
+                    "public_id": f"p{i}",
+                    "email": f"s{i}@example.org",
+                    "status": "confirmed",
+                    "newsletters": True,
+                    "created_at": NOW - timedelta(days=30),
+                    "confirmed_at": NOW - timedelta(days=30),
+                }
+                for i in range(10)
+            ],
+        )
+    catalogue = load_catalogue(settings)
+    letter = next(iter(catalogue.newsletters.values()))
+    monkeypatch.setattr(planning, "CHUNK", 3)
+    original = planning._plan_chunk
+    calls = {"n": 0}
+
+    def dies_on_the_second_chunk(*args: object, **kwargs: object) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("the planner's process died")
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(planning, "_plan_chunk", dies_on_the_second_chunk)
+    with pytest.raises(RuntimeError):
+        planning.plan_newsletters(engine, catalogue, settings, now=letter.send_at)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 3
+    # The next tick resumes after the committed chunk.
+    planning.plan_newsletters(engine, catalogue, settings, now=letter.send_at)
+    planning.plan_newsletters(engine, catalogue, settings, now=letter.send_at)  # a no-op
+    with engine.connect() as conn:
+        planned = conn.execute(select(outbox.c.subscriber_id)).scalars().all()
+        run = conn.execute(select(newsletter_runs)).one()
+    assert sorted(planned) == list(range(1, 11))
+    assert (run.done, run.recipients) == (True, 10)

@@ -203,6 +203,10 @@ newsletter_runs = Table(
     Column("slug", String(150), primary_key=True),
     Column("planned_at", UTCDateTime, nullable=False),
     Column("recipients", Integer, nullable=False),
+    # Planning goes through the audience in subscriber-id chunks, each committed on
+    # its own: the cursor is where the next chunk starts (a crash resumes there).
+    Column("cursor", BigInteger, nullable=False, server_default=text("0")),
+    Column("done", Boolean, nullable=False, server_default=text("false")),
 )
 
 job_runs = Table(

@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column("slug", sa.String(length=150), nullable=False),
         sa.Column("planned_at", sa.DateTime(), nullable=False),
         sa.Column("recipients", sa.Integer(), nullable=False),
+        sa.Column("cursor", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("done", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.PrimaryKeyConstraint("slug", name=op.f("pk_newsletter_runs")),
     )
     op.create_table(
@@ -191,7 +193,7 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index(
             "ix_outbox_in_flight",
-            ["status", "worker"],
+            ["status", "lease_until"],
             unique=False,
             sqlite_where=sa.text("status IN ('sending', 'unknown')"),
             postgresql_where=sa.text("status IN ('sending', 'unknown')"),
