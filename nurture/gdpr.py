@@ -9,14 +9,17 @@
   The file is streamed and inserted in batches, so its size does not matter.
 * :func:`export_csv` streams every subscriber out.
 
-Reports name CSV line numbers, never addresses: the operator has the file.
+Reports name the file and CSV line numbers, never addresses: the operator has the file.
+A file that cannot be read as UTF-8 CSV is refused whole, before anything is imported.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -99,16 +102,18 @@ def show(engine: Engine, settings: Settings, email: str) -> dict[str, Any] | Non
 def erase(engine: Engine, settings: Settings, email: str, now: datetime) -> bool:
     """Deletes the person's data; ``True`` when there was a subscriber to delete.
 
-    In one transaction: queued mail cancelled, their consent records stripped of IP,
-    user agent and form URL (the records stay, anonymous, as evidence), an ``erase``
-    record added, the subscriber row deleted (enrolments with it), and the address
-    suppressed (reason ``erased``). The suppression is made even for an unknown address:
-    whoever asks for erasure does not want mail.
+    In one transaction: the error texts of their mail and its delivery events cleared
+    (a bounce may quote the address), queued mail cancelled, their consent records
+    stripped of IP, user agent and form URL (the records stay, anonymous, as evidence),
+    an ``erase`` record added, the subscriber row deleted (enrolments with it), and the
+    address suppressed (reason ``erased``). The suppression is made even for an unknown
+    address: whoever asks for erasure does not want mail.
     """
     address = _address(email)
     with engine.begin() as conn:
         row = subscriber_ops.by_email(conn, address, for_update=True)
         if row is not None:
+            subscriber_ops.scrub_mail_history(conn, row.id)
             subscriber_ops.cancel_mail(conn, row.id, now=now, reason="erased")
             consent_ops.anonymise(conn, row.id)
             consent_ops.record(conn, subscriber_id=row.id, action="erase", channel="cli", now=now)
@@ -122,8 +127,9 @@ def erase(engine: Engine, settings: Settings, email: str, now: datetime) -> bool
 
 @dataclass
 class ImportReport:
-    """What an import did, by CSV line number (the header is line 1)."""
+    """What an import did, by CSV line number (the header is line 1) in ``path``."""
 
+    path: str = ""
     imported: int = 0
     #: Rows not imported for a problem in the row: (line, reason).
     refused: list[tuple[int, str]] = field(default_factory=list)
@@ -135,17 +141,18 @@ class ImportReport:
     warnings: list[tuple[int, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        """A human-readable report: the counts, then one line per row not imported."""
+        """A human-readable report: the counts, then ``FILE:LINE: ...`` per row not imported."""
+        at = f"{self.path}:" if self.path else "line "
         lines = [
             f"imported: {self.imported}",
             f"refused: {len(self.refused)}",
             f"suppressed (skipped): {len(self.suppressed)}",
             f"already subscribed (skipped): {len(self.existing)}",
         ]
-        lines += [f"line {line}: refused: {reason}" for line, reason in self.refused]
-        lines += [f"line {line}: suppressed, not imported" for line in self.suppressed]
-        lines += [f"line {line}: already subscribed, not imported" for line in self.existing]
-        lines += [f"line {line}: {remark}" for line, remark in self.warnings]
+        lines += [f"{at}{line}: refused: {reason}" for line, reason in self.refused]
+        lines += [f"{at}{line}: suppressed, not imported" for line in self.suppressed]
+        lines += [f"{at}{line}: already subscribed, not imported" for line in self.existing]
+        lines += [f"{at}{line}: {remark}" for line, remark in self.warnings]
         return "\n".join(lines)
 
 
@@ -199,31 +206,70 @@ def import_csv(
     ``newsletters`` (optional, yes/no, default yes). Each imported person gets a consent
     record (action and channel ``import``, the source and date in ``detail``).
     ``campaigns`` is the set of known slugs (default: read from the campaign files).
-    Raises :class:`SubscriptionError` when a required column is missing altogether.
+    Raises :class:`SubscriptionError` (its message names the file, and the line when
+    there is one) when the file cannot be read, is not UTF-8 CSV, or lacks a required
+    column; nothing is imported then.
     """
     if campaigns is None:
         from nurture.campaigns import load_catalogue
 
         campaigns = set(load_catalogue(settings).campaigns)
-    report = ImportReport()
-    size = os.path.getsize(path)
-    with (
-        tqdm(total=size, unit="B", unit_scale=True, disable=not progress, desc="import") as bar,
-        io.TextIOWrapper(
-            io.BufferedReader(_Progress(open(path, "rb"), bar)),
-            encoding="utf-8-sig",
-            newline="",
-        ) as text,
-    ):
-        reader = csv.DictReader(text)
-        header = [name.strip().lower() for name in reader.fieldnames or []]
-        missing = [name for name in REQUIRED_COLUMNS if name not in header]
-        if missing:
-            raise SubscriptionError(f"the CSV has no column {', '.join(missing)}")
-        reader.fieldnames = header
-        for batch in _batches(_people(reader, report, campaigns, now)):
-            _import_batch(engine, settings, batch, report, now)
+    report = ImportReport(path=str(path))
+    try:
+        _check_file(path)  # a file refused whole must not be half imported
+        size = os.path.getsize(path)
+        with (
+            tqdm(total=size, unit="B", unit_scale=True, disable=not progress, desc="import") as bar,
+            io.TextIOWrapper(
+                io.BufferedReader(_Progress(open(path, "rb"), bar)),
+                encoding="utf-8-sig",
+                newline="",
+            ) as text,
+        ):
+            reader = csv.DictReader(text)
+            header = [name.strip().lower() for name in reader.fieldnames or []]
+            missing = [name for name in REQUIRED_COLUMNS if name not in header]
+            if missing:
+                raise SubscriptionError(f"{path}: the CSV has no column {', '.join(missing)}")
+            reader.fieldnames = header
+            for batch in _batches(_people(reader, report, campaigns, now)):
+                _import_batch(engine, settings, batch, report, now)
+    except OSError as exc:
+        raise SubscriptionError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     return report
+
+
+def _check_file(path: Path | str) -> None:
+    """Reads the whole file as UTF-8 CSV; raises :class:`SubscriptionError` at the first fault.
+
+    Raises ``OSError`` when the file cannot be opened or read.
+    """
+    with open(path, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text)
+        try:
+            for _ in reader:
+                pass
+        except UnicodeDecodeError:
+            line = _undecodable_line(path)
+            raise SubscriptionError(
+                f"{path}:{line}: not UTF-8 text; save the file as CSV UTF-8 and try again"
+            ) from None
+        except csv.Error as exc:
+            raise SubscriptionError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+
+
+def _undecodable_line(path: Path | str) -> int:
+    """The (physical) line number of the first byte sequence that is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(path, "rb") as raw:
+        while piece := raw.readline(1 << 16):
+            try:
+                decoder.decode(piece)
+            except UnicodeDecodeError:
+                return line
+            line += piece.endswith(b"\n")
+    return line
 
 
 def _people(
@@ -249,7 +295,7 @@ def _parse(
         return "no consent evidence (consent_source and consent_date are required)", None
     consented_at = _parse_date(when)
     if consented_at is None:
-        return "consent_date is not an ISO date", None
+        return "consent_date is not an ISO date (or out of range)", None
     if consented_at > now + timedelta(days=1):
         return "consent_date is in the future", None
     try:
@@ -268,7 +314,7 @@ def _parse(
         email=email,
         first_name=clean_first_name(row.get("first_name") or None),
         timezone=clean_timezone(row.get("timezone")),
-        source=source[:200],
+        source=_printable(source)[:200],
         consented_at=consented_at,
         campaign=campaign,
         newsletters=wants in _YES,
@@ -276,6 +322,10 @@ def _parse(
 
 
 def _parse_date(value: str) -> datetime | None:
+    """The instant an ISO date or date-time names, in UTC; ``None`` when it names none.
+
+    ``0001-01-01T00:00:00+14:00`` is well formed but before year 1 in UTC: ``None`` too.
+    """
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -283,7 +333,15 @@ def _parse_date(value: str) -> datetime | None:
             parsed = datetime.combine(date.fromisoformat(value), time())
         except ValueError:
             return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _printable(value: str) -> str:
+    """``value`` with control characters (NUL: PostgreSQL refuses it) made spaces."""
+    return "".join(" " if unicodedata.category(ch) in {"Cc", "Cs"} else ch for ch in value)
 
 
 def _batches(people: Iterator[_Person]) -> Iterator[list[_Person]]:
@@ -377,23 +435,29 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP's list, and the full-width
+#: forms some spreadsheets also accept).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
 def _safe_text(value: str) -> str:
-    """Neutralises a spreadsheet formula typed into a form (``=``, ``+``, ``-``, ``@``)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+    """Neutralises text a spreadsheet would run as a formula: prefixed with ``'``."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def export_csv(engine: Engine, out: TextIO) -> int:
     """Writes every subscriber as CSV to ``out`` (streamed); returns how many rows.
 
-    A first name that would start a spreadsheet formula is prefixed with ``'``.
+    Every text cell that would start a spreadsheet formula is prefixed with ``'``: the
+    address too (``=cmd|'/Ccalc'!A0@example.com`` is a valid one), so such an address
+    reads back with the ``'``.
     """
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     with engine.connect() as conn:
         for row in subscriber_ops.stream_all(conn):
-            values = [_cell(getattr(row, name)) for name in EXPORT_COLUMNS]
-            values[1] = _safe_text(values[1])
-            writer.writerow(values)
+            values = [getattr(row, name) for name in EXPORT_COLUMNS]
+            writer.writerow([_safe_text(v) if isinstance(v, str) else _cell(v) for v in values])
             count += 1
     return count

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
 
     # Identity and links
     secret_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Hashes the suppression list; never rotated (else: the oldest of SECRET_KEYS).
+    suppression_key: SecretStr | None = None
     base_url: str = "http://127.0.0.1:8000"
     from_email: str = "hello@example-practice.com"
     from_name: str = "Alex Morgan"

@@ -242,13 +242,34 @@ def email_hash(secret_key: str, email: str) -> str:
     return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
 
 
+def suppression_keys(settings: Settings) -> list[str]:
+    """The keys the suppression list is hashed under, the one for new entries first.
+
+    New entries use ``SUPPRESSION_KEY`` when it is set, else the *oldest* of
+    ``SECRET_KEYS``: rotation adds keys at the front, so every entry keeps one key for as
+    long as the first key ever configured stays listed. Lookups also try every listed
+    secret key, which finds entries written under an earlier rule or an earlier key.
+    """
+    secret = settings.secret_key_values()
+    configured = settings.suppression_key
+    dedicated = configured.get_secret_value() if configured is not None else ""
+    first = dedicated or (secret[-1] if secret else "")
+    if not first:
+        raise ConfigurationError("NURTURE_SECRET_KEYS: at least one non-empty key is needed")
+    return list(dict.fromkeys([first, *(key for key in secret if key)]))
+
+
 def email_hashes(settings_or_keys: Settings | Sequence[str] | str, email: str) -> list[str]:
-    """:func:`email_hash` under every key, newest first: look up all of them after rotation."""
+    """:func:`email_hash` under several keys: look up all of them after a rotation.
+
+    Given settings, the keys are :func:`suppression_keys` (the key for new entries
+    first); given keys, those in order.
+    """
     keys: Sequence[str]
     if isinstance(settings_or_keys, str):
         keys = [settings_or_keys]
     elif isinstance(settings_or_keys, Sequence):
         keys = settings_or_keys
     else:
-        keys = settings_or_keys.secret_key_values()
+        keys = suppression_keys(settings_or_keys)
     return [email_hash(key, email) for key in keys]

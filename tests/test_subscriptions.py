@@ -16,11 +16,14 @@ from nurture.store import consents as consent_ops
 from nurture.store import suppressions as suppression_ops
 from nurture.store.schema import consents, enrolments, metadata, outbox, subscribers, suppressions
 from nurture.subscriptions import SignUpRequest, Subscriptions
+from nurture.subscriptions.validation import clean_first_name
 from nurture.tokens import Tokens
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 CAMPAIGN = "what-i-actually-do"
 OTHER = "beginning-therapy"
+#: The consent version the settings fixture uses (the shipped default).
+CONSENT_VERSION = str(Settings.model_fields["consent_version"].default)
 
 
 # Helpers shared with the other subscriber test modules ----------------------------
@@ -41,6 +44,7 @@ def request(email: str = "jane@example.com", **changes: Any) -> SignUpRequest:
         "ip": "203.0.113.7",
         "user_agent": "Mozilla/5.0 (test)",
         "channel": "form",
+        "consent_version": CONSENT_VERSION,
     }
     values.update(changes)
     return SignUpRequest(**values)
@@ -208,14 +212,127 @@ def test_invalid_sign_up_is_refused_and_changes_nothing(
 
 def test_details_are_cleaned(service: Subscriptions, engine: Engine) -> None:
     service.sign_up(
-        request(first_name="  Ja\x00ne\u202e \t\n Doe " + "x" * 200, timezone="Mars/Olympus"),
+        request(first_name="  Anne-Marie \t\n O\u2019Neill ", timezone="Mars/Olympus"),
         now=T0,
     )
     row = subscriber(engine)
-    assert row.first_name.startswith("Jane Doe x") and len(row.first_name) == 100
+    assert row.first_name == "Anne-Marie O\u2019Neill"
     assert row.timezone is None
     service.sign_up(request("JANE@example.COM"), now=T0 + timedelta(hours=1))
     assert len(rows(engine, subscribers)) == 1  # one person, however it is spelt
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Jane, log in at http://evil.example/login",
+        "http://evil.example/login",
+        "www.evil.example",
+        "Jane evil.example",
+        "jane@evil.example",
+        "12345",
+        "Ja\x00ne",
+        "x\ud800y",
+        "<b>Jane</b>",
+        "=HYPERLINK(1)",
+        "Jane\u202e",
+        "J" * 41,
+        "...",
+    ],
+)
+def test_a_first_name_that_is_not_a_name_is_dropped(
+    name: str, service: Subscriptions, engine: Engine
+) -> None:
+    assert service.sign_up(request(first_name=name), now=T0) is not None  # not an error
+    assert subscriber(engine).first_name is None
+
+
+@pytest.mark.parametrize(
+    "name", ["Jane", "Anne-Marie", "O'Neill", "J. R.", "Zo\u00eb", "\u5c71\u7530", "Jos\u00e9 Luis"]
+)
+def test_real_first_names_are_kept(name: str) -> None:
+    assert clean_first_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "stored"),
+    [
+        ("form_url", "https://x/\x00y", None),
+        ("form_url", "https://x/\ud800", None),
+        ("form_url", "javascript:alert(1)", None),
+        ("form_url", "https://" + "a" * 1990, None),
+        (
+            "form_url",
+            "https://user:pw@Site.example/a?email=jane@example.com#f",
+            "https://site.example/a",
+        ),
+        ("user_agent", "Mozilla\x00/5.0 \ud800", "Mozilla /5.0"),
+        ("ip", "203.0.113.7\x00", None),
+    ],
+)
+def test_consent_evidence_is_stored_clean(
+    field: str, value: str, stored: str | None, service: Subscriptions, engine: Engine
+) -> None:
+    service.sign_up(request(**{field: value}), now=T0)
+    [consent] = rows(engine, consents)
+    assert getattr(consent, field) == stored
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/Ber\x00lin", "Europe/\ud800", "../../../../etc/passwd", "/etc/localtime"]
+)
+def test_an_unusable_time_zone_is_dropped_not_stored(
+    zone: str, service: Subscriptions, engine: Engine
+) -> None:
+    assert service.sign_up(request(timezone=zone), now=T0) is not None
+    assert subscriber(engine).timezone is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"email": "ja\x00ne@example.com"}, "email"),
+        ({"email": "ja\ud800ne@example.com"}, "email"),
+        ({"campaign": "\ud800"}, "campaign"),
+        ({"campaign": CAMPAIGN + "\x00"}, "campaign"),
+    ],
+)
+def test_unclean_address_or_campaign_is_refused(
+    changes: dict[str, Any], field: str, service: Subscriptions, engine: Engine
+) -> None:
+    before = snapshot(engine)
+    with pytest.raises(SubscriptionError) as caught:
+        service.sign_up(request(**changes), now=T0)
+    assert caught.value.context["field"] == field
+    assert snapshot(engine) == before
+
+
+def test_the_consent_wording_recorded_is_the_one_the_form_showed(
+    service: Subscriptions, engine: Engine, settings: Settings
+) -> None:
+    service.sign_up(request("now@example.com"), now=T0)
+    service.sign_up(request("old@example.com", consent_version="2025-01-v0"), now=T0)
+    service.sign_up(request("unsaid@example.com", consent_version=None), now=T0)
+    service.sign_up(request("junk@example.com", consent_version="v1\x00<b>"), now=T0)
+
+    by_email = {
+        subscriber(engine, e).id: e
+        for e in ("now@example.com", "old@example.com", "unsaid@example.com", "junk@example.com")
+    }
+    records = {by_email[c.subscriber_id]: c for c in rows(engine, consents)}
+    current = records["now@example.com"]
+    assert (current.wording, current.wording_version, current.detail) == (
+        settings.consent_wording,
+        settings.consent_version,
+        None,
+    )
+    old = records["old@example.com"]
+    assert (old.wording, old.wording_version) == (None, "2025-01-v0")
+    assert "2025-01-v0" in old.detail
+    for email in ("unsaid@example.com", "junk@example.com"):
+        record = records[email]
+        assert (record.wording, record.wording_version) == (None, None)
+        assert "unknown" in record.detail
 
 
 # Confirmation ---------------------------------------------------------------------
@@ -253,6 +370,119 @@ def test_confirming_a_second_article_enrols_in_it_too(
     service.sign_up(request(campaign=OTHER), now=later)
     service.confirm(service.tokens.make("confirm", row.public_id, now=later), now=later)
     assert {e.campaign for e in rows(engine, enrolments)} == {CAMPAIGN, OTHER}
+
+
+def test_confirm_records_who_pressed_the_button(
+    service: Subscriptions, engine: Engine, settings: Settings
+) -> None:
+    service.sign_up(request(), now=T0)
+    token = service.tokens.make("confirm", subscriber(engine).public_id, now=T0)
+
+    service.confirm(token, now=T0, ip="198.51.100.4", user_agent="Phone\x00Mail/1.0")
+
+    record = rows(engine, consents)[-1]
+    assert (record.action, record.ip, record.user_agent) == (
+        "confirm",
+        "198.51.100.4",
+        "Phone Mail/1.0",
+    )
+    assert (record.wording_version, record.campaign) == (settings.consent_version, CAMPAIGN)
+    # The existing call sites (no evidence to give) keep working.
+    service.sign_up(request("other@example.com"), now=T0)
+    other = subscriber(engine, "other@example.com")
+    service.confirm(service.tokens.make("confirm", other.public_id, now=T0), now=T0)
+    assert (rows(engine, consents)[-1].ip, rows(engine, consents)[-1].user_agent) == (None, None)
+
+
+def test_a_stranger_signing_up_a_confirmed_person_changes_nothing_they_agreed_to(
+    service: Subscriptions, engine: Engine
+) -> None:
+    service.sign_up(request(timezone=None), now=T0)
+    row = subscriber(engine)
+    link_a = service.tokens.make("confirm", row.public_id, now=T0)
+    service.confirm(link_a, now=T0)
+    before = subscriber(engine)
+    later = T0 + timedelta(days=1)
+
+    queued = service.sign_up(
+        request(campaign=OTHER, first_name="Mallory", timezone="Pacific/Kiritimati"), now=later
+    )
+
+    after = subscriber(engine)
+    assert (after.first_name, after.timezone, after.source_campaign, after.status) == (
+        before.first_name,
+        None,
+        CAMPAIGN,
+        "confirmed",
+    )
+    [mail] = rows(engine, outbox, outbox.c.id == queued)
+    assert (mail.kind, mail.campaign) == ("confirmation", OTHER)  # the request travels here
+    # The old link of A's email is a harmless repeat: it does not enrol in B.
+    repeat = service.confirm(link_a, now=later + timedelta(minutes=1))
+    assert (repeat.newly, repeat.campaign) == (False, CAMPAIGN)
+    assert {e.campaign for e in rows(engine, enrolments)} == {CAMPAIGN}
+    # Pressing the link of B's confirmation enrols in B, and still changes no detail.
+    link_b = service.tokens.make("confirm", row.public_id, now=later + timedelta(minutes=2))
+    result = service.confirm(link_b, now=later + timedelta(minutes=3))
+    assert result.campaign == OTHER
+    assert {e.campaign for e in rows(engine, enrolments)} == {CAMPAIGN, OTHER}
+    final = subscriber(engine)
+    assert (final.first_name, final.timezone, final.source_campaign) == (
+        before.first_name,
+        None,
+        CAMPAIGN,
+    )
+
+
+def test_a_stranger_cannot_change_an_unsubscribed_persons_details(
+    service: Subscriptions, engine: Engine
+) -> None:
+    row = confirmed(service)
+    service.unsubscribe(
+        service.tokens.make("unsubscribe", row.public_id, now=T0), channel="link", now=T0
+    )
+    before = subscriber(engine)
+
+    service.sign_up(request(campaign=OTHER, first_name="Mallory", timezone="Asia/Tokyo"), now=T0)
+
+    after = subscriber(engine)
+    assert (after.first_name, after.timezone, after.source_campaign) == (
+        before.first_name,
+        before.timezone,
+        before.source_campaign,
+    )
+
+
+def test_confirming_enrols_in_the_campaign_of_the_email_the_link_came_from(
+    service: Subscriptions, engine: Engine
+) -> None:
+    service.sign_up(request(), now=T0)
+    public_id = subscriber(engine).public_id
+    link_a = service.tokens.make("confirm", public_id, now=T0)
+    # A second form within 10 minutes: no second email, so the only link names A.
+    assert service.sign_up(request(campaign=OTHER), now=T0 + timedelta(minutes=2)) is None
+
+    result = service.confirm(link_a, now=T0 + timedelta(minutes=3))
+
+    assert result.campaign == CAMPAIGN
+    assert [e.campaign for e in rows(engine, enrolments)] == [CAMPAIGN]
+    assert subscriber(engine).source_campaign == CAMPAIGN
+
+
+def test_a_confirm_link_voided_by_an_unsubscribe_shows_no_button(
+    service: Subscriptions, engine: Engine
+) -> None:
+    row = confirmed(service)
+    old = service.tokens.make("confirm", row.public_id, now=T0)
+    assert service.person("confirm", old, now=T0) is not None
+    later = T0 + timedelta(minutes=5)
+    service.unsubscribe(
+        service.tokens.make("unsubscribe", row.public_id, now=later), channel="link", now=later
+    )
+    with pytest.raises(TokenError):
+        service.person("confirm", old, now=later)
+    # Other purposes still name the person (the preferences page works after unsubscribing).
+    assert service.person("preferences", _prefs(service, row), now=later) is not None
 
 
 def test_bad_confirm_tokens_change_nothing(service: Subscriptions, engine: Engine) -> None:
@@ -515,14 +745,111 @@ def test_key_rotation_keeps_suppressions_and_links_working(
         assert not suppression_ops.add(conn, rotated, "jane@example.com", reason="bounce", now=T0)
     assert len(rows(engine, suppressions)) == 1
     assert after.unsubscribe(token, channel="link", now=T0) is False  # old token still valid
-    # Re-confirming under the new key lifts the entry written under the old one.
+    # Re-confirming under the new keys lifts the entry.
     later = T0 + timedelta(hours=1)
     after.sign_up(request(), now=later)
     after.confirm(after.tokens.make("confirm", row.public_id, now=later), now=later)
     assert rows(engine, suppressions) == []
+
+
+def _keys(settings: Settings, *keys: str, suppression_key: str | None = None) -> Settings:
+    return settings.model_copy(
+        update={
+            "secret_keys": [SecretStr(k) for k in keys],
+            "suppression_key": SecretStr(suppression_key) if suppression_key else None,
+        }
+    )
+
+
+def _suppressed(engine: Engine, settings: Settings, email: str) -> bool:
+    with engine.connect() as conn:
+        return suppression_ops.is_suppressed(conn, settings, email)
+
+
+def test_retiring_a_secret_key_never_lifts_a_suppression(
+    engine: Engine, settings: Settings
+) -> None:
+    from nurture import gdpr
+
+    first = _keys(settings, "old")
+    gdpr.erase(engine, first, "erased@example.com", T0)
+    rotated = _keys(settings, "new", "old")
+    assert _suppressed(engine, rotated, "erased@example.com")
+    with engine.begin() as conn:  # suppressed while "new" signs links
+        suppression_ops.add(conn, rotated, "bounced@example.com", reason="bounce", now=T0)
+
+    # "new" is retired in turn; the first key stays listed (it hashes the list).
+    again = _keys(settings, "newer", "old")
+
+    assert _suppressed(engine, again, "erased@example.com")
+    assert _suppressed(engine, again, "bounced@example.com")
+    # Setting SUPPRESSION_KEY later keeps finding what the listed keys hashed.
+    dedicated = _keys(settings, "newer", "old", suppression_key="never-rotated")
+    assert _suppressed(engine, dedicated, "erased@example.com")
+    assert _suppressed(engine, dedicated, "bounced@example.com")
+
+
+def test_with_a_suppression_key_secret_keys_rotate_freely(
+    engine: Engine, settings: Settings, tmp_path: Any
+) -> None:
+    from nurture import gdpr
+
+    first = _keys(settings, "k1", suppression_key="never-rotated")
+    service = make_service(first, engine)
+    row = confirmed(service)
+    service.unsubscribe(
+        service.tokens.make("unsubscribe", row.public_id, now=T0), channel="link", now=T0
+    )
+    gdpr.erase(engine, first, "erased@example.com", T0)
+
+    for keys in (("k2", "k1"), ("k2",), ("k3",)):
+        later = _keys(settings, *keys, suppression_key="never-rotated")
+        assert _suppressed(engine, later, "jane@example.com"), keys
+        assert _suppressed(engine, later, "erased@example.com"), keys
+    # Neither an import nor a bare sign-up brings an address back under the new keys.
+    latest = _keys(settings, "k3", suppression_key="never-rotated")
+    path = tmp_path / "people.csv"
+    path.write_text("email,consent_source,consent_date\nerased@example.com,old list,2025-01-01\n")
+    report = gdpr.import_csv(engine, latest, path, T0, campaigns={CAMPAIGN})
+    assert (report.imported, report.suppressed) == (0, [2])
+    make_service(latest, engine).sign_up(request("erased@example.com"), now=T0)
+    assert subscriber(engine, "erased@example.com").status == "pending"
+    assert _suppressed(engine, latest, "erased@example.com")
+
+
+def test_an_entry_under_an_older_key_moves_to_the_current_one(
+    engine: Engine, settings: Settings
+) -> None:
+    from nurture.tokens import email_hash
+
+    before = _keys(settings, "k1")
     with engine.begin() as conn:
-        suppression_ops.add(conn, rotated, "x@example.com", reason="manual", now=T0)
-        assert not suppression_ops.is_suppressed(conn, settings, "x@example.com")  # new key only
+        suppression_ops.add(conn, before, "jane@example.com", reason="unsubscribe", now=T0)
+    dedicated = _keys(settings, "k1", suppression_key="never-rotated")
+    with engine.begin() as conn:
+        assert not suppression_ops.add(conn, dedicated, "jane@example.com", reason="bounce", now=T0)
+    [entry] = rows(engine, suppressions)
+    assert entry.email_hash == email_hash("never-rotated", "jane@example.com")
+    assert (entry.reason, entry.created_at) == ("unsubscribe", T0)
+    assert _suppressed(
+        engine, _keys(settings, "k9", suppression_key="never-rotated"), "jane@example.com"
+    )
+
+
+def test_a_consent_record_is_never_refused_for_its_text(engine: Engine) -> None:
+    with engine.begin() as conn:
+        consent_ops.record(
+            conn,
+            subscriber_id=None,
+            action="import",
+            channel="import",
+            now=T0,
+            detail="source: paper\x00form \ud800",
+            user_agent="x" * 400,
+        )
+    [record] = rows(engine, consents)
+    assert record.detail == "source: paper\ufffdform \ufffd"
+    assert record.user_agent == "x" * 300
 
 
 def test_ip_addresses_are_purged_after_retention(engine: Engine, settings: Settings) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from itsdangerous.encoding import base64_decode, base64_encode
+from pydantic import SecretStr
 
 from nurture.exceptions import ConfigurationError, TokenError, TokenExpired
 from nurture.settings import Settings
@@ -18,6 +19,7 @@ from nurture.tokens import (
     email_hashes,
     new_public_id,
     normalise_email,
+    suppression_keys,
 )
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -285,12 +287,19 @@ class TestEmailHash:
         assert normalise_email(composed) == normalise_email(decomposed)
         assert email_hash("k", composed) == email_hash("k", decomposed)
 
-    def test_one_per_key_newest_first(self, settings: Settings) -> None:
+    def test_suppression_hashes_put_the_key_for_new_entries_first(self, settings: Settings) -> None:
+        # Without SUPPRESSION_KEY: the oldest secret key first (it outlives rotations).
         hashes = email_hashes(settings, "jane@example.com")
         assert hashes == [
-            email_hash("test-key-newest", "jane@example.com"),
             email_hash("test-key-older", "jane@example.com"),
+            email_hash("test-key-newest", "jane@example.com"),
         ]
+        assert suppression_keys(settings) == ["test-key-older", "test-key-newest"]
+        dedicated = settings.model_copy(update={"suppression_key": SecretStr("sk")})
+        assert suppression_keys(dedicated) == ["sk", "test-key-newest", "test-key-older"]
+        assert email_hashes(dedicated, "x@y.z")[0] == email_hash("sk", "x@y.z")
+        empty = settings.model_copy(update={"suppression_key": SecretStr("")})
+        assert suppression_keys(empty) == ["test-key-older", "test-key-newest"]
         assert email_hashes(["a", "b"], "x@y.z") == [email_hash(k, "x@y.z") for k in "ab"]
         assert email_hashes("a", "x@y.z") == [email_hash("a", "x@y.z")]
 

@@ -52,7 +52,7 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 
 def test_healthz_reports_the_last_tick(services: Services) -> None:
     finished = datetime.now(UTC).replace(microsecond=0)
-    services.health.record("tick", started=finished - timedelta(seconds=2), finished=finished)
+    services.health.record("plan", started=finished - timedelta(seconds=2), finished=finished)
     with serve_app(create_app(services)) as url:
         response = httpx.get(f"{url}/healthz")
     assert response.status_code == 200

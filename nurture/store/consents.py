@@ -67,10 +67,25 @@ def _row(
         "detail": detail,
         "created_at": now,
     }
-    for name, limit in _LIMITS.items():
-        if isinstance(row[name], str):
-            row[name] = row[name][:limit]
+    for name, value in row.items():
+        if isinstance(value, str):
+            row[name] = _storable(value)[: _LIMITS.get(name)]
     return row
+
+
+def _storable(value: str) -> str:
+    """``value`` without what the database or UTF-8 refuse (NUL, lone surrogates).
+
+    The callers clean what they record; this is the last line, so that evidence is
+    never lost to a refused insert.
+    """
+    if not any(_refused(ch) for ch in value):
+        return value
+    return "".join("\ufffd" if _refused(ch) else ch for ch in value)
+
+
+def _refused(ch: str) -> bool:
+    return ch == "\x00" or "\ud800" <= ch <= "\udfff"
 
 
 def record(

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
 
-from nurture.store.schema import enrolments, outbox, subscribers
-from nurture.store.upsert import insert_ignore
+from nurture.store.schema import enrolments, outbox, subscribers, webhook_events
+from nurture.store.upsert import insert_ignore, insert_ignored
 
 PENDING, CONFIRMED, UNSUBSCRIBED = "pending", "confirmed", "unsubscribed"
 #: Outbox rows that have not left yet and can still be cancelled or moved.
@@ -106,18 +106,16 @@ def enrolments_of(conn: Connection, subscriber_id: int) -> list[Row[Any]]:
 
 def enrol(conn: Connection, subscriber_id: int, campaign: str, *, now: datetime) -> bool:
     """Enrols with the first step due at ``now``; ``False`` (and no change) when enrolled."""
-    result = conn.execute(
-        insert_ignore(conn, enrolments).values(
-            subscriber_id=subscriber_id,
-            campaign=campaign,
-            status="active",
-            next_step=0,
-            next_due_at=now,
-            enrolled_at=now,
-            updated_at=now,
-        )
-    )
-    return result.rowcount == 1
+    row = {
+        "subscriber_id": subscriber_id,
+        "campaign": campaign,
+        "status": "active",
+        "next_step": 0,
+        "next_due_at": now,
+        "enrolled_at": now,
+        "updated_at": now,
+    }
+    return insert_ignored(conn, enrolments, row) == 1  # not rowcount: -1 through psycopg
 
 
 def enrol_many(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
@@ -177,6 +175,33 @@ def queue_confirmation(
         )
         .returning(outbox.c.id)
     ).scalar()
+
+
+def confirmation_campaign(
+    conn: Connection, subscriber_id: int, *, queued_by: datetime | None = None
+) -> str | None:
+    """The campaign of the latest confirmation email queued for a subscriber, or ``None``.
+
+    With ``queued_by`` (when a confirm link was made), the latest queued at or before
+    then: the email that link came from. Cancelled and failed rows never reached the
+    inbox, so they do not count.
+    """
+    query = (
+        select(outbox.c.campaign)
+        .where(
+            outbox.c.subscriber_id == subscriber_id,
+            outbox.c.kind == CONFIRMATION,
+            outbox.c.status.not_in(("cancelled", "failed")),
+        )
+        .order_by(outbox.c.created_at.desc(), outbox.c.id.desc())
+        .limit(1)
+    )
+    if queued_by is not None:
+        found = conn.execute(query.where(outbox.c.created_at <= queued_by)).scalar()
+        if found is not None:
+            return str(found)
+    found = conn.execute(query).scalar()
+    return None if found is None else str(found)
 
 
 def waiting_mail(
@@ -257,6 +282,25 @@ def requeue_cancelled(
         ).rowcount
         == 1
     )
+
+
+def scrub_mail_history(conn: Connection, subscriber_id: int) -> int:
+    """Clears the error texts of a subscriber's outbox rows and of their delivery events.
+
+    Before an erasure: a bounce or a provider's refusal often quotes the address.
+    Returns how many outbox rows were scrubbed.
+    """
+    theirs = select(outbox.c.id).where(outbox.c.subscriber_id == subscriber_id)
+    conn.execute(
+        update(webhook_events)
+        .where(webhook_events.c.outbox_id.in_(theirs), webhook_events.c.detail.is_not(None))
+        .values(detail=None)
+    )
+    return conn.execute(
+        update(outbox)
+        .where(outbox.c.subscriber_id == subscriber_id, outbox.c.error.is_not(None))
+        .values(error=None)
+    ).rowcount
 
 
 def mail_history(conn: Connection, subscriber_id: int) -> list[dict[str, Any]]:

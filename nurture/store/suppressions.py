@@ -1,9 +1,16 @@
 """Named operations on the suppression list: addresses that must never be mailed.
 
 The list holds no addresses, only :func:`nurture.tokens.email_hash` of each (an HMAC
-under a secret key), so it survives erasure without keeping personal data. New
-entries are hashed with the newest key; lookups try every key in ``SECRET_KEYS``, so a
-key rotation keeps every older entry working for as long as its key stays listed.
+under a key), so it survives erasure without keeping personal data. An entry can only
+be found again with the key that hashed it, so that key must outlive every rotation:
+
+* New entries are hashed with ``SUPPRESSION_KEY`` when it is set (a key that never
+  rotates, since it signs nothing), else with the *oldest* of ``SECRET_KEYS``. Rotation
+  adds keys at the front, so without ``SUPPRESSION_KEY`` every entry shares the first
+  key ever configured, which must then stay at the end of the list for good.
+* Lookups try ``SUPPRESSION_KEY`` and every listed secret key, so entries written under
+  an earlier rule (or before ``SUPPRESSION_KEY`` was set) are still found while their
+  key is listed; :func:`add` moves such an entry to the current key when it meets it.
 """
 
 from __future__ import annotations
@@ -16,8 +23,8 @@ from sqlalchemy import Connection, delete, select, update
 
 from nurture.settings import Settings
 from nurture.store.schema import suppressions
-from nurture.store.upsert import insert_ignore
-from nurture.tokens import email_hash, email_hashes
+from nurture.store.upsert import insert_ignored
+from nurture.tokens import email_hash, email_hashes, suppression_keys
 
 #: Why an address is suppressed (the ``reason`` column).
 REASONS = ("unsubscribe", "bounce", "dropped", "spamreport", "erased", "manual")
@@ -59,30 +66,39 @@ def add(
     now: datetime,
     replace_reason: bool = False,
 ) -> bool:
-    """Suppresses ``email`` (hashed with the newest key); ``True`` when a new entry was made.
+    """Suppresses ``email``; ``True`` when a new entry was made.
 
-    An address already suppressed under any key keeps its entry and its date;
+    An address already suppressed under any key keeps its entry and its date (moved to
+    the current key if an older one hashed it, so the entry outlives that key);
     ``replace_reason`` overwrites the recorded reason (an erasure outranks an earlier
     unsubscribe, so ``show`` reports what actually happened last).
     """
     if reason not in REASONS:
         raise ValueError(f"unknown suppression reason {reason!r}")
+    current = email_hash(suppression_keys(settings)[0], email)
     existing = lookup(conn, settings, email)
     if existing is not None:
+        values: dict[str, str] = {}
         if replace_reason and existing.reason != reason:
+            values["reason"] = reason
+        if existing.email_hash != current and not _exists(conn, current):
+            values["email_hash"] = current
+        if values:
             conn.execute(
                 update(suppressions)
                 .where(suppressions.c.email_hash == existing.email_hash)
-                .values(reason=reason)
+                .values(values)
             )
         return False
-    newest = settings.secret_key_values()[0]
-    result = conn.execute(
-        insert_ignore(conn, suppressions).values(
-            email_hash=email_hash(newest, email), reason=reason, created_at=now
-        )
-    )
-    return result.rowcount == 1
+    row = {"email_hash": current, "reason": reason, "created_at": now}
+    return insert_ignored(conn, suppressions, row) == 1  # not rowcount: -1 through psycopg
+
+
+def _exists(conn: Connection, digest: str) -> bool:
+    found = conn.execute(
+        select(suppressions.c.email_hash).where(suppressions.c.email_hash == digest)
+    ).first()
+    return found is not None
 
 
 def remove(conn: Connection, settings: Settings, email: str) -> int:

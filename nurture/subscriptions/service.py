@@ -10,7 +10,12 @@ The rules that keep a sensitive audience safe:
 
 * sign-up answers the same for a new, pending, confirmed, unsubscribed or suppressed
   address, and changes nothing a confirmed person agreed to: a known address only gets
-  a consent record and a fresh confirmation (at most one per 10 minutes);
+  a consent record and a fresh confirmation (at most one per 10 minutes). The campaign
+  asked for travels in that confirmation's outbox row, and confirming enrols in the
+  campaign of the email the link came from;
+* every text that reaches the database is clean (no NUL, no lone surrogate), and a
+  first name that does not look like one is dropped: until confirmation it was typed by
+  a stranger, possibly to put a link in front of the address's owner;
 * only a confirmation brings an address back after an unsubscribe, an erasure or a
   suppression, and only a confirmation sent *after* that event (an older link in the
   inbox cannot undo an unsubscribe);
@@ -22,9 +27,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from itsdangerous.encoding import base64_decode, bytes_to_int
 from sqlalchemy import Connection, Engine, Row
 
 from nurture.campaigns import Catalogue
@@ -37,8 +43,12 @@ from nurture.store import suppressions as suppression_ops
 from nurture.subscriptions import preferences as prefs
 from nurture.subscriptions.validation import (
     SignUpRequest,
+    clean_consent_version,
     clean_first_name,
+    clean_form_url,
     clean_timezone,
+    clean_user_agent,
+    is_clean_text,
     normalise_address,
 )
 from nurture.tokens import Purpose, Tokens, new_public_id
@@ -93,7 +103,7 @@ class Subscriptions:
         email = normalise_address(
             request.email, check_deliverability=self.settings.check_deliverability
         )
-        if not isinstance(request.campaign, str) or request.campaign not in (
+        if not is_clean_text(request.campaign) or request.campaign not in (
             self.catalogue.campaigns
         ):
             raise SubscriptionError(
@@ -105,6 +115,7 @@ class Subscriptions:
             )
         first_name = clean_first_name(request.first_name)
         timezone = clean_timezone(request.timezone)
+        wording, version, detail = self._wording_seen(request.consent_version)
         with self.engine.begin() as conn:
             row = self._find_or_create(conn, email, first_name, timezone, request, now)
             consent_ops.record(
@@ -113,12 +124,13 @@ class Subscriptions:
                 action="opt_in",
                 channel="json" if request.channel == "json" else "form",
                 now=now,
-                wording=self.settings.consent_wording,
-                wording_version=self.settings.consent_version,
+                wording=wording,
+                wording_version=version,
                 campaign=request.campaign,
-                form_url=request.form_url,
-                ip=request.ip,
-                user_agent=request.user_agent,
+                form_url=clean_form_url(request.form_url),
+                ip=request.ip if is_clean_text(request.ip) else None,
+                user_agent=clean_user_agent(request.user_agent),
+                detail=detail,
             )
             outbox_id = self._queue_confirmation(conn, row, request.campaign, now)
         log.info(
@@ -131,6 +143,20 @@ class Subscriptions:
             },
         )
         return outbox_id
+
+    def _wording_seen(self, stated: str | None) -> tuple[str | None, str | None, str | None]:
+        """The consent wording, its version and a remark, for the version a form stated.
+
+        Only the current version's wording is known; a form showing another (a snippet
+        copied before the wording changed) or not saying which is recorded as such, with
+        no wording, rather than as if the person had read today's.
+        """
+        version = clean_consent_version(stated)
+        if version == self.settings.consent_version:
+            return self.settings.consent_wording, version, None
+        if version is None:
+            return None, None, "the form did not state its consent version: wording unknown"
+        return None, version, f"the form showed consent version {version}: wording not on record"
 
     def _find_or_create(
         self,
@@ -160,14 +186,18 @@ class Subscriptions:
             row = subscriber_ops.by_email(conn, email, for_update=True)
             assert row is not None
             return row
-        # A known address: whatever the form says, a confirmed person's details stay as
-        # they agreed to them; a pending one takes the latest form (nothing confirmed yet).
-        values: dict[str, Any] = {"source_campaign": request.campaign}
-        if row.status == subscriber_ops.PENDING:
-            values.update(first_name=first_name or row.first_name)
-        if timezone is not None and (row.timezone is None or row.status == subscriber_ops.PENDING):
-            values["timezone"] = timezone
-        subscriber_ops.change(conn, row.id, **values)
+        # A known address: whatever the form says, a confirmed (or unsubscribed) person's
+        # details stay as they agreed to them: the campaign asked for travels in the
+        # confirmation's outbox row instead. A pending one takes the latest form.
+        if row.status != subscriber_ops.PENDING:
+            return row
+        subscriber_ops.change(
+            conn,
+            row.id,
+            source_campaign=request.campaign,
+            first_name=first_name or row.first_name,
+            timezone=timezone or row.timezone,
+        )
         refreshed = subscriber_ops.by_email(conn, email)
         assert refreshed is not None
         return refreshed
@@ -199,15 +229,21 @@ class Subscriptions:
     # Confirmation -----------------------------------------------------------------
 
     def person(self, purpose: Purpose, token: str, *, now: datetime) -> Person | None:
-        """Who a valid token names, read-only (for a page greeting); ``None`` when erased.
+        """Who a valid token names, read-only (for a page); ``None`` when erased.
 
-        Raises :class:`TokenError` / :class:`TokenExpired` as :meth:`Tokens.read` does.
+        Raises :class:`TokenError` / :class:`TokenExpired` as :meth:`Tokens.read` does,
+        and for a confirm link that a later unsubscribe or suppression made void (so
+        the page does not offer a button that cannot work).
         """
         public_id = self.tokens.read(purpose, token, now=now)
         with self.engine.connect() as conn:
             row = subscriber_ops.by_public_id(conn, public_id)
-        if row is None:
-            return None
+            if row is None:
+                return None
+            if purpose == "confirm":
+                suppression = suppression_ops.lookup(conn, self.settings, row.email)
+                if not _confirmation_current(row, suppression):
+                    raise TokenError("a later change replaced this link", reason="superseded")
         return Person(row.public_id, row.first_name, row.status, row.source_campaign)
 
     def source_campaign(self, public_id: str) -> str | None:
@@ -216,14 +252,26 @@ class Subscriptions:
             row = subscriber_ops.by_public_id(conn, public_id)
         return None if row is None else row.source_campaign
 
-    def confirm(self, token: str, *, now: datetime) -> Confirmed:
-        """Confirms the address and enrols it in its source campaign, first step due now.
+    def confirm(
+        self,
+        token: str,
+        *,
+        now: datetime,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> Confirmed:
+        """Confirms the address and enrols it in the campaign its email named, due now.
 
-        A repeat is harmless (no second enrolment). Lifts any suppression: this is the
-        fresh double opt-in. Raises :class:`TokenError` for a bad token, an erased
-        subscriber, or a link older than a later unsubscribe or suppression.
+        The campaign is the one of the latest confirmation email queued before the link
+        was made (a sign-up for another article by a confirmed person changes nothing
+        until they press *that* email's link). A repeat is harmless (no second
+        enrolment). Lifts any suppression: this is the fresh double opt-in. ``ip`` and
+        ``user_agent`` of whoever pressed the button go into the consent record. Raises
+        :class:`TokenError` for a bad token, an erased subscriber, or a link older than a
+        later unsubscribe or suppression.
         """
         public_id = self.tokens.read("confirm", token, now=now)
+        made_at = _signed_at(token)
         with self.engine.begin() as conn:
             row = subscriber_ops.by_public_id(conn, public_id, for_update=True)
             if row is None:
@@ -232,18 +280,22 @@ class Subscriptions:
             if not _confirmation_current(row, suppression):
                 raise TokenError("a later change replaced this link", reason="superseded")
             newly = row.status != subscriber_ops.CONFIRMED
+            slug = subscriber_ops.confirmation_campaign(conn, row.id, queued_by=made_at)
+            if slug not in self.catalogue.campaigns:
+                slug = row.source_campaign
             if newly:
-                subscriber_ops.change(
-                    conn,
-                    row.id,
-                    status=subscriber_ops.CONFIRMED,
-                    confirmed_at=now,
-                    unsubscribed_at=None,
-                    newsletters=True,
-                )
+                values: dict[str, Any] = {
+                    "status": subscriber_ops.CONFIRMED,
+                    "confirmed_at": now,
+                    "unsubscribed_at": None,
+                    "newsletters": True,
+                }
+                if row.status == subscriber_ops.PENDING and slug:
+                    values["source_campaign"] = slug  # what they confirmed, not the last form
+                subscriber_ops.change(conn, row.id, **values)
             if suppression is not None:
                 suppression_ops.remove(conn, self.settings, row.email)
-            enrolled = self._enrol(conn, row, now)
+            enrolled = self._enrol(conn, row, slug, now)
             if newly or enrolled:
                 consent_ops.record(
                     conn,
@@ -253,17 +305,15 @@ class Subscriptions:
                     now=now,
                     wording=self.settings.consent_wording,
                     wording_version=self.settings.consent_version,
-                    campaign=row.source_campaign,
+                    campaign=slug,
+                    ip=ip if is_clean_text(ip) else None,
+                    user_agent=clean_user_agent(user_agent),
                 )
-        log.info(
-            "confirmed",
-            extra={"action": "confirm", "campaign": row.source_campaign, "newly": newly},
-        )
-        return Confirmed(row.first_name, row.source_campaign, newly)
+        log.info("confirmed", extra={"action": "confirm", "campaign": slug, "newly": newly})
+        return Confirmed(row.first_name, slug, newly)
 
-    def _enrol(self, conn: Connection, row: Row[Any], now: datetime) -> bool:
-        """Enrols in the source campaign; revives a sequence stopped before this sign-up."""
-        slug = row.source_campaign
+    def _enrol(self, conn: Connection, row: Row[Any], slug: str | None, now: datetime) -> bool:
+        """Enrols in ``slug``; revives a sequence stopped before this sign-up."""
         campaign = self.catalogue.campaigns.get(slug) if slug else None
         if campaign is None:
             return False
@@ -423,6 +473,20 @@ class Subscriptions:
         if row.source_campaign in self.catalogue.campaigns:
             return str(row.source_campaign)
         return next(iter(self.catalogue.campaigns), row.source_campaign or "newsletters")
+
+
+def _signed_at(token: str) -> datetime | None:
+    """When a token (already verified by :meth:`Tokens.read`) was made.
+
+    A token is ``PUBLIC_ID.TIMESTAMP.SIGNATURE`` (see :mod:`nurture.tokens`); the
+    timestamp says which confirmation email a confirm link came from.
+    """
+    try:
+        seconds = bytes_to_int(base64_decode(token.split(".")[1]))
+        # Whole seconds, rounded down: the row queued in that second counts as before.
+        return datetime.fromtimestamp(seconds + 1, UTC)
+    except (IndexError, ValueError, OverflowError, OSError):
+        return None
 
 
 def _confirmation_current(row: Row[Any], suppression: suppression_ops.Suppression | None) -> bool:

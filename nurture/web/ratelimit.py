@@ -9,6 +9,8 @@ address per 10 minutes anyway).
 
 :func:`client_ip` believes ``X-Forwarded-For`` only from a peer listed in
 ``TRUSTED_PROXIES``; otherwise anyone could rotate the header to escape the limit.
+:func:`rate_key` counts an IPv6 client by its /64: one home or server gets a whole /64
+and could otherwise take a fresh address for every request.
 """
 
 from __future__ import annotations
@@ -67,6 +69,23 @@ class SlidingWindow:
             while len(self._hits) > self.max_keys:
                 self._hits.popitem(last=False)
             return None
+
+
+def rate_key(address: str) -> str:
+    """The key a client is counted under: its IPv4 address, or the /64 of its IPv6 one.
+
+    An IPv4-mapped IPv6 address counts as the IPv4 address; anything that is not an IP
+    address (``"unknown"``) is its own key.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def parse_networks(entries: Sequence[str]) -> list[Network]:

@@ -12,6 +12,9 @@ Rules every route here keeps:
   or non-string fields) gets a 4xx page or JSON answer, never a 500.
 * A forged, wrong-purpose or erased-subscriber token gets the friendly invalid-link
   page with 400, an expired one with 410; nothing changes.
+* A POST to a valid unsubscribe link always unsubscribes, whatever its body: the body
+  only tells an RFC 8058 one-click POST (or any other client) from the page's own form.
+* Pages never show a first name: until confirmation it was typed by a stranger.
 
 Database work runs in the thread pool; the confirmation email is handed to
 ``Dispatcher.send_now`` in a background task after the answer is sent (it is queued in
@@ -34,7 +37,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message
@@ -43,7 +46,8 @@ from nurture.exceptions import SubscriptionError, TokenError, TokenExpired
 from nurture.services import Services
 from nurture.subscriptions import SignUpRequest
 from nurture.subscriptions import preferences as prefs
-from nurture.web.ratelimit import SlidingWindow, client_ip, parse_networks
+from nurture.subscriptions.validation import clean_first_name, clean_form_url, clean_user_agent
+from nurture.web.ratelimit import SlidingWindow, client_ip, parse_networks, rate_key
 from nurture.web.templating import get_templates
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,7 @@ FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
+ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
 
 #: Fills the hidden time-zone and page-address fields; allowed by hash in the CSP.
 TZ_SCRIPT = (
@@ -83,6 +88,7 @@ NOTICES = {
     prefs.RESUME: "Done: your emails have resumed.",
     prefs.RESUBSCRIBE: "Please check your inbox: a confirmation email is on its way.",
 }
+ALREADY_SUBSCRIBED = "You're subscribed already: there is nothing to confirm."
 
 
 class BadInput(Exception):
@@ -118,8 +124,14 @@ async def read_fields(request: Request, *, allow_json: bool) -> tuple[dict[str, 
     whatever the client sent, checked by the caller. An empty body without a content
     type reads as an empty form (a bare button POST).
     """
+    return await _parse_fields(request, await _read_body(request), allow_json=allow_json)
+
+
+async def _parse_fields(
+    request: Request, body: bytes, *, allow_json: bool
+) -> tuple[dict[str, Any], str]:
+    """:func:`read_fields` for a body already read."""
     media = _media_type(request)
-    body = await _read_body(request)
     if media == JSON or (allow_json and media.endswith("+json")):
         if not allow_json:
             raise BadInput(415, "This page accepts form submissions only.")
@@ -152,8 +164,10 @@ async def read_fields(request: Request, *, allow_json: bool) -> tuple[dict[str, 
 async def _multipart(request: Request, body: bytes) -> dict[str, Any]:
     _, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
-    # The parser accepts a body cut short; a complete one ends with the closing boundary.
-    if not boundary or not body.rstrip(b"\r\n").endswith(b"--" + boundary + b"--"):
+    # The parser accepts a body cut short; a complete one holds the close delimiter,
+    # which an epilogue (ignored, RFC 2046) may follow.
+    close = b"--" + boundary + b"--" if boundary else b""
+    if not boundary or not (body.startswith(close) or b"\n" + close in body):
         raise BadInput(400, "The form could not be read.")
     sent = False
 
@@ -193,8 +207,26 @@ def _consent(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in ("yes", "on", "true", "1")
 
 
-def _is_url(value: str | None) -> bool:
-    return bool(value) and str(value).startswith(("https://", "http://")) and len(str(value)) < 2000
+async def _unsubscribe_kind(request: Request) -> tuple[bool, bool]:
+    """``(one_click, own_form)`` for a POST to an unsubscribe link; never raises.
+
+    ``one_click``: the body says ``List-Unsubscribe=One-Click`` (RFC 8058), in a form,
+    in multipart, or as the bare text some clients send with another content type.
+    ``own_form``: a form without it (the page's button). Anything else (no readable
+    body, JSON, a body too big) is neither, and is answered like a one-click POST.
+    """
+    try:
+        body = await _read_body(request)
+    except (BadInput, ClientDisconnect):
+        return False, False
+    marker = ONE_CLICK_BODY in body
+    try:
+        fields, _ = await _parse_fields(request, body, allow_json=False)
+    except BadInput:
+        return marker, False
+    value = fields.get(ONE_CLICK[0])
+    one_click = marker or (isinstance(value, str) and value.strip() == ONE_CLICK[1])
+    return one_click, not one_click
 
 
 def _send_now(services: Services, outbox_id: int) -> None:
@@ -272,6 +304,7 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
             "campaigns": campaigns,
             "campaign": campaign,
             "consent_wording": settings.consent_wording,
+            "consent_version": settings.consent_version,
             "confirm_days": settings.confirm_token_days,
         }
         return page(request, "invalid_link.html", context, 410 if expired else 400)
@@ -281,6 +314,7 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
             "campaign": slug,
             "campaign_name": services.catalogue.campaigns[slug].name,
             "consent_wording": settings.consent_wording,
+            "consent_version": settings.consent_version,
             "action": "/subscribe",
             "form_url": f"{settings.base_url}/subscribe/{slug}",
             "error": None,
@@ -310,7 +344,7 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
             "accept", ""
         )
         ip = client_ip(request, trusted)
-        retry = limiter.hit(ip)
+        retry = limiter.hit(rate_key(ip))
         if retry is not None:
             message = "Too many attempts from your network. Please try again in a few minutes."
             return error(request, 429, message, as_json=as_json, retry_after=retry)
@@ -320,18 +354,21 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
             if fields.get("website"):  # the honeypot: answer like a success, do nothing
                 log.info("honeypot filled", extra={"action": "sign_up.honeypot"})
                 return accepted(request, as_json)
-            form_url = _text(fields, "form_url")
-            referer = request.headers.get("referer")
+            # Only a clean http(s) URL is evidence; anything else is dropped, not refused.
+            form_url = clean_form_url(_text(fields, "form_url")) or clean_form_url(
+                request.headers.get("referer")
+            )
             sign_up = SignUpRequest(
                 email=_text(fields, "email", required=True) or "",
                 campaign=_text(fields, "campaign", required=True) or "",
                 consent=_consent(fields.get("consent")),
                 first_name=_text(fields, "first_name"),
                 timezone=_text(fields, "tz") or _text(fields, "timezone"),
-                form_url=form_url if _is_url(form_url) else (referer if _is_url(referer) else None),
+                form_url=form_url,
                 ip=ip,
-                user_agent=request.headers.get("user-agent", "")[:300] or None,
+                user_agent=clean_user_agent(request.headers.get("user-agent")),
                 channel=channel,
+                consent_version=_text(fields, "consent_version"),
             )
         except BadInput as exc:
             return error(request, exc.status, exc.message, as_json=as_json)
@@ -346,7 +383,7 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
                     sign_up.campaign,
                     error=exc.message,
                     error_field=field,
-                    first_name=sign_up.first_name,
+                    first_name=clean_first_name(sign_up.first_name),
                 )
                 return page(request, "subscribe.html", context, 400)
             return error(request, 400, exc.message)
@@ -369,7 +406,7 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
             return invalid_link(request, "confirm", exc, await _campaign_of(exc))
         if person is None:
             return invalid_link(request, "confirm", TokenError(reason="unknown"))
-        return page(request, "confirm.html", {"first_name": person.first_name})
+        return page(request, "confirm.html")
 
     async def _campaign_of(exc: TokenError) -> str | None:
         public_id = exc.context.get("public_id") if isinstance(exc, TokenExpired) else None
@@ -381,14 +418,19 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
         token = request.path_params["token"]
         try:
             await read_fields(request, allow_json=False)
-            result = await run_in_threadpool(subscriptions.confirm, token, now=now_of())
+            result = await run_in_threadpool(
+                subscriptions.confirm,
+                token,
+                now=now_of(),
+                ip=client_ip(request, trusted),
+                user_agent=clean_user_agent(request.headers.get("user-agent")),
+            )
         except BadInput as exc:
             return error(request, exc.status, exc.message)
         except TokenError as exc:
             return invalid_link(request, "confirm", exc, await _campaign_of(exc))
         found = services.catalogue.campaigns.get(result.campaign or "")
-        context = {"first_name": result.first_name, "campaign_name": found.name if found else None}
-        return page(request, "confirmed.html", context)
+        return page(request, "confirmed.html", {"campaign_name": found.name if found else None})
 
     # -- unsubscribe -------------------------------------------------------------------
 
@@ -405,22 +447,20 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
 
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
-        try:
-            fields, _ = await read_fields(request, allow_json=False)
-        except BadInput as exc:
-            return error(request, exc.status, exc.message)
-        one_click = fields.get(ONE_CLICK[0]) == ONE_CLICK[1]
+        # Whatever the body, a valid token unsubscribes: a mail client's one-click POST
+        # that a strict parser would refuse must still stop the mail.
+        one_click, own_form = await _unsubscribe_kind(request)
         channel = "one_click" if one_click else "link"
         try:
             await run_in_threadpool(subscriptions.unsubscribe, token, channel=channel, now=now_of())
         except TokenError as exc:
-            if one_click:
+            if not own_form:
                 status = 410 if isinstance(exc, TokenExpired) else 400
                 return PlainTextResponse(
                     "This unsubscribe link is not valid.", status, headers=PAGE_HEADERS
                 )
             return invalid_link(request, "unsubscribe", exc)
-        if one_click:
+        if not own_form:
             # RFC 8058: answer directly; no redirect, no cookie, nothing to click.
             return PlainTextResponse("You are unsubscribed.", headers=PAGE_HEADERS)
         return page(request, "unsubscribed.html", {"undo_url": f"/unsubscribe/{token}/undo"})
@@ -503,7 +543,11 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
         task = None
         if change.outbox_id is not None:
             task = BackgroundTask(_send_now, services, change.outbox_id)
-        notice = NOTICES.get(action) if change.changed or action == prefs.RESUBSCRIBE else None
+        notice = NOTICES.get(action) if change.changed else None
+        if action == prefs.RESUBSCRIBE and not change.changed:
+            # Nothing was queued: only an unsubscribed person is sent a confirmation.
+            confirmed = change.preferences.status == "confirmed"
+            notice = ALREADY_SUBSCRIBED if confirmed else None
         return preferences_page(request, change.preferences, notice=notice, task=task)
 
     return [
