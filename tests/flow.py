@@ -91,3 +91,23 @@ def sends_to(services: Services, email: str) -> list[tuple[str, str, datetime | 
             .order_by(outbox.c.sent_at, outbox.c.id)
         )
         return [(r.campaign, r.step, r.sent_at) for r in rows]
+
+
+def add_confirmed(engine: Engine, count: int, *, at: datetime) -> list[int]:
+    """``count`` confirmed subscribers (s0@example.org ...) wanting newsletters; their ids."""
+    with engine.begin() as conn:
+        conn.execute(
+            subscribers.insert(),
+            [
+                {
+                    "public_id": f"p{i}",
+                    "email": f"s{i}@example.org",
+                    "status": "confirmed",
+                    "newsletters": True,
+                    "created_at": at,
+                    "confirmed_at": at,
+                }
+                for i in range(count)
+            ],
+        )
+        return list(conn.execute(select(subscribers.c.id).order_by(subscribers.c.id)).scalars())

@@ -20,7 +20,14 @@ from nurture.services import Services
 from nurture.settings import Settings
 from nurture.store.schema import enrolments, outbox
 from nurture.testing import FakeClock, FakeProvider
-from tests.flow import last_value, sends_to, services_for, subscribe_and_confirm, token_of
+from tests.flow import (
+    add_confirmed,
+    last_value,
+    sends_to,
+    services_for,
+    subscribe_and_confirm,
+    token_of,
+)
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -162,25 +169,10 @@ def test_two_dispatchers_never_send_the_same_row(
     settings: Settings, engine: Engine, workers: int
 ) -> None:
     from nurture.store import outbox as outbox_ops
-    from nurture.store.schema import subscribers
 
     now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    ids = add_confirmed(engine, 1500, at=now)
     with engine.begin() as conn:
-        conn.execute(
-            subscribers.insert(),
-            [
-                {
-                    "public_id": f"p{i}",
-                    "email": f"s{i}@example.org",
-                    "status": "confirmed",
-                    "newsletters": True,
-                    "created_at": now,
-                    "confirmed_at": now,
-                }
-                for i in range(1500)
-            ],
-        )
-        ids = list(conn.execute(select(subscribers.c.id)).scalars())
         letter = "2026-12-08-winter-note"
         outbox_ops.enqueue(
             conn,

@@ -22,7 +22,7 @@ from nurture.settings import Settings
 from nurture.store.schema import enrolments, outbox, subscribers, suppressions
 from nurture.testing import FakeClock, FakeProvider
 from nurture.webhooks.base import DeliveryEvent
-from tests.flow import sends_to, services_for, subscribe_and_confirm
+from tests.flow import add_confirmed, sends_to, services_for, subscribe_and_confirm
 from tests.test_delivery_sendgrid import NOW, queue_newsletter, statuses
 from tests.test_providers_smtp import Collector, serve, smtp_settings
 
@@ -258,21 +258,7 @@ def test_newsletter_planning_goes_by_chunks_and_resumes_after_a_crash(
     from nurture.campaigns import load_catalogue
     from nurture.store.schema import newsletter_runs
 
-    with engine.begin() as conn:
-        conn.execute(
-            subscribers.insert(),
-            [
-                {
-                    "public_id": f"p{i}",
-                    "email": f"s{i}@example.org",
-                    "status": "confirmed",
-                    "newsletters": True,
-                    "created_at": NOW - timedelta(days=30),
-                    "confirmed_at": NOW - timedelta(days=30),
-                }
-                for i in range(10)
-            ],
-        )
+    add_confirmed(engine, 10, at=NOW - timedelta(days=30))
     catalogue = load_catalogue(settings)
     letter = next(iter(catalogue.newsletters.values()))
     monkeypatch.setattr(planning, "CHUNK", 3)
