@@ -194,8 +194,7 @@ def _plan_newsletter(
                     .values(done=True)
                 )
                 break
-            chunk = and_(audience, subscribers.c.id > run.cursor, subscribers.c.id <= last)
-            added = _plan_chunk(conn, newsletter, settings, chunk, now=now)
+            added = _plan_chunk(conn, newsletter, settings, audience, run.cursor, last, now=now)
             planned += added
             conn.execute(
                 newsletter_runs.update()
@@ -226,9 +225,17 @@ def _analyze(engine: Engine) -> None:
 
 
 def _plan_chunk(
-    conn: Connection, newsletter: Newsletter, settings: Settings, chunk: Any, *, now: datetime
+    conn: Connection,
+    newsletter: Newsletter,
+    settings: Settings,
+    audience: Any,
+    first: int,
+    last: int,
+    *,
+    now: datetime,
 ) -> int:
-    """Inserts one chunk of the audience, one INSERT ... SELECT per due time."""
+    """Inserts the audience with ids in (first, last], one INSERT ... SELECT per due time."""
+    chunk = and_(audience, subscribers.c.id > first, subscribers.c.id <= last)
     zones = conn.execute(select(subscribers.c.timezone).where(chunk).distinct()).scalars()
     by_due: dict[datetime, list[str | None]] = defaultdict(list)
     for name in zones:
@@ -255,12 +262,15 @@ def _plan_chunk(
         ).where(chunk, or_(*matches))
         conn.execute(insert_ignore(conn, outbox).from_select(_COLUMNS, source))
     # Counted, not returned (RETURNING would ship every id back; psycopg reports no
-    # rowcount for inserts): the chunk's rows, found through the unique index.
+    # rowcount for inserts): the chunk's rows, a range of the unique index.
     return int(
         conn.execute(
-            select(func.count())
-            .select_from(outbox.join(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-            .where(chunk, outbox.c.campaign == NEWSLETTERS, outbox.c.step == newsletter.slug)
+            select(func.count()).where(
+                outbox.c.subscriber_id > first,
+                outbox.c.subscriber_id <= last,
+                outbox.c.campaign == NEWSLETTERS,
+                outbox.c.step == newsletter.slug,
+            )
         ).scalar_one()
     )
 
