@@ -1,4 +1,4 @@
-"""Named operations on the outbox: plan, claim, mark, expire, cancel.
+"""Named operations on the outbox: plan, take, mark, expire, cancel.
 
 The life of a row::
 
