@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from nurture.campaigns.documents import Document, YamlSyntaxError, parse_yaml, split_front_matter
+from nurture.campaigns.documents import (
+    Document,
+    FrontMatterFile,
+    YamlSyntaxError,
+    parse_yaml,
+    split_front_matter,
+)
 from nurture.campaigns.model import (
     DEFAULT_FIRST_NAME_FALLBACK,
     NEWSLETTERS,
@@ -225,7 +231,10 @@ def _read_steps(folder: Path, doc: Document, problems: Problems) -> list[Step]:
     return steps
 
 
-def _read_step(path: Path, *, first: bool, problems: Problems) -> Step | None:
+def _read_front(
+    path: Path, keys: frozenset[str], problems: Problems
+) -> tuple[FrontMatterFile, Document, str, str] | None:
+    """The parts every email file shares: (parsed file, front matter, subject, preheader)."""
     if not _SLUG.match(path.stem):
         problems.error(path, 1, "file names may only use letters, digits, '-' and '_'")
     try:
@@ -237,9 +246,17 @@ def _read_step(path: Path, *, first: bool, problems: Problems) -> Step | None:
     if not isinstance(doc.data, dict):
         problems.error(path, 1, "front matter must be a mapping of keys to values")
         return None
-    _unknown_keys(doc, STEP_KEYS, path, problems)
+    _unknown_keys(doc, keys, path, problems)
     subject = _text(doc, "subject", path, problems, required=True)
     preheader = _text(doc, "preheader", path, problems)
+    return parsed, doc, subject, preheader
+
+
+def _read_step(path: Path, *, first: bool, problems: Problems) -> Step | None:
+    front = _read_front(path, STEP_KEYS, problems)
+    if front is None:
+        return None
+    parsed, doc, subject, preheader = front
     delay = timedelta(0)
     if "delay" in doc.data:
         try:
@@ -253,20 +270,10 @@ def _read_step(path: Path, *, first: bool, problems: Problems) -> Step | None:
 
 
 def _read_newsletter(path: Path, zone: ZoneInfo, problems: Problems) -> Newsletter | None:
-    if not _SLUG.match(path.stem):
-        problems.error(path, 1, "file names may only use letters, digits, '-' and '_'")
-    try:
-        parsed = split_front_matter(path.read_text(encoding="utf-8"))
-    except YamlSyntaxError as exc:
-        problems.error(path, exc.line, exc.message)
+    front = _read_front(path, NEWSLETTER_KEYS, problems)
+    if front is None:
         return None
-    doc = parsed.front
-    if not isinstance(doc.data, dict):
-        problems.error(path, 1, "front matter must be a mapping of keys to values")
-        return None
-    _unknown_keys(doc, NEWSLETTER_KEYS, path, problems)
-    subject = _text(doc, "subject", path, problems, required=True)
-    preheader = _text(doc, "preheader", path, problems)
+    parsed, doc, subject, preheader = front
     send_at = datetime.min.replace(tzinfo=UTC)
     if "send_at" not in doc.data:
         message = "missing send_at: 'YYYY-MM-DD HH:MM' in the practice's time"
