@@ -41,6 +41,8 @@ class Services:
     dispatcher: Dispatcher
     health: Health
     delivery_events: DeliveryEvents
+    #: "Now" for every caller of the core: the real clock unless a test or ``tick --at`` moves it.
+    clock: Callable[[], datetime]
 
 
 def build_services(
@@ -85,4 +87,5 @@ def build_services(
         dispatcher=dispatcher,
         health=Health(engine, settings.tick_seconds, datetime.now(UTC)),
         delivery_events=DeliveryEvents(engine, settings, catalogue, subscriptions),
+        clock=clock or utcnow,
     )

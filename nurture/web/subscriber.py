@@ -251,7 +251,7 @@ def routes(services: Services, *, clock: Callable[[], datetime] | None = None) -
     templates = get_templates(settings)
     trusted = parse_networks(settings.trusted_proxies)
     limiter = SlidingWindow(settings.subscribe_rate_limit, settings.subscribe_rate_window_seconds)
-    now_of = clock or (lambda: datetime.now(UTC))
+    now_of = clock or services.clock
     script = Markup(TZ_SCRIPT)  # our own constant: must not be HTML-escaped inside <script>
     campaigns = [{"slug": c.slug, "name": c.name} for c in services.catalogue.campaigns.values()]
 
