@@ -31,16 +31,16 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select, text
 
-from nurture import planning
 from nurture.campaigns import load_catalogue
-from nurture.dispatch import Dispatcher
+from nurture.delivery import planning
+from nurture.delivery.dispatch import Dispatcher
+from nurture.mail.recipients import RecipientFactory
+from nurture.mail.tokens import Tokens
 from nurture.providers import make_provider
-from nurture.recipients import RecipientFactory
 from nurture.rendering import Renderer
 from nurture.settings import Settings, load_settings
 from nurture.store import database
 from nurture.store.schema import outbox
-from nurture.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES = os.environ.get("NURTURE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from nurture.messages import Batch
+from nurture.mail.messages import Batch
 from nurture.providers.base import Provider
-from nurture.services import Services, build_services
+from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings
 from nurture.store.schema import outbox, subscribers
 from nurture.subscriptions import SignUpRequest

@@ -16,7 +16,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from nurture.messages import Batch, Content, Recipient, Sender, placeholder
+from nurture.mail.messages import Batch, Content, Recipient, Sender, placeholder
 from nurture.providers.base import Provider
 
 #: Names chosen to catch escaping and encoding mistakes: "&" and "'" differ in HTML.

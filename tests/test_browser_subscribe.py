@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine
 
-from nurture import planning
-from nurture.services import build_services
+from nurture.delivery import planning
+from nurture.runtime.services import build_services
 from nurture.settings import Settings
 from nurture.store import suppressions as suppression_ops
 from nurture.store.schema import enrolments, outbox

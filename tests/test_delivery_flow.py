@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, func, select
 
-from nurture import jobs
-from nurture.services import Services
+from nurture.runtime import jobs
+from nurture.runtime.services import Services
 from nurture.settings import Settings
 from nurture.store.schema import enrolments, outbox
 from nurture.testing import FakeClock, FakeProvider
@@ -107,7 +107,7 @@ def test_a_dispatcher_back_after_a_night_away_waits_for_the_window(
     email = "night@example.org"
     subscribe_and_confirm(services, clock, email, "beginning-therapy")
     # Planned now (in the window) but the dispatcher only comes back at 03:00 local.
-    from nurture import planning
+    from nurture.delivery import planning
 
     planning.plan(services.engine, services.catalogue, settings, now=clock.now())
     clock.current = datetime(2026, 5, 5, 2, 0, tzinfo=UTC)
@@ -134,7 +134,7 @@ def test_newsletter_goes_once_and_never_after_not_after(settings: Settings, engi
 
     # Planned in time but dispatched after not_after: cancelled as expired.
     clock.current = letter.send_at
-    from nurture import planning
+    from nurture.delivery import planning
 
     planning.plan_newsletters(engine, services.catalogue, settings, now=clock.now())
     late_services.dispatcher.dispatch()

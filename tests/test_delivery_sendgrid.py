@@ -16,11 +16,11 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
-from nurture import jobs
-from nurture.messages import Batch
+from nurture.mail.messages import Batch
 from nurture.providers import make_provider
 from nurture.providers.base import Provider, SendResult
-from nurture.services import Services, build_services
+from nurture.runtime import jobs
+from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings
 from nurture.store import outbox as outbox_ops
 from nurture.store.schema import enrolments, outbox, subscribers

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from nurture import jobs, planning
+from nurture.delivery import planning
 from nurture.exceptions import ConfigurationError
-from nurture.messages import Batch
+from nurture.mail.messages import Batch
 from nurture.providers.base import SendResult
+from nurture.runtime import jobs
 from nurture.settings import Settings
 from nurture.store.schema import enrolments, outbox, subscribers, suppressions
 from nurture.testing import FakeClock, FakeProvider
@@ -184,7 +185,7 @@ def test_one_bad_event_does_not_lose_the_rest_of_its_batch(
     def broken(*args: object, **kwargs: object) -> int:
         raise RuntimeError("a state nobody foresaw")
 
-    import nurture.delivery_events as module
+    import nurture.delivery.events as module
 
     original = module.reconcile_sent
     module.reconcile_sent = broken  # type: ignore[assignment]

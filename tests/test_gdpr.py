@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, insert, update
 
-from nurture import gdpr
 from nurture.exceptions import SubscriptionError
 from nurture.settings import Settings
 from nurture.store import suppressions as suppression_ops
@@ -23,7 +22,7 @@ from nurture.store.schema import (
     suppressions,
     webhook_events,
 )
-from nurture.subscriptions import Subscriptions
+from nurture.subscriptions import Subscriptions, gdpr
 from tests.test_subscriptions import (
     CAMPAIGN,
     T0,

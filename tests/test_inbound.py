@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from nurture import inbound
 from nurture.settings import Settings
 from nurture.store.schema import consents, outbox
-from nurture.subscriptions import Subscriptions
+from nurture.subscriptions import Subscriptions, inbound
 from tests.test_subscriptions import T0, add_outbox, confirmed, make_service, rows, snapshot
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nurture.exceptions import ConfigurationError
-from nurture.messages import Batch
+from nurture.mail.messages import Batch
 from nurture.providers import make_provider
 from nurture.providers.base import ChunkError, Provider, SendResult
 from nurture.providers.console import ConsoleProvider

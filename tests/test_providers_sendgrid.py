@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from nurture.exceptions import ConfigurationError
-from nurture.messages import Batch, Sender
+from nurture.mail.messages import Batch, Sender
 from nurture.providers.sendgrid import SendGridProvider
 from nurture.settings import Settings
 from nurture.testing.sendgrid_server import FakeSendGrid

@@ -1,4 +1,4 @@
-"""Per-recipient values, links and list headers (nurture.recipients)."""
+"""Per-recipient values, links and list headers (nurture.mail.recipients)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nurture.messages import Batch, Content, Sender
-from nurture.recipients import RecipientFactory, parse_unsubscribe_mailto
+from nurture.mail.messages import Batch, Content, Sender
+from nurture.mail.recipients import RecipientFactory, parse_unsubscribe_mailto
+from nurture.mail.tokens import Tokens, new_public_id
 from nurture.settings import Settings
-from nurture.tokens import Tokens, new_public_id
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ADDRESS = "jane.doe-therapyclient@gmail-example.org"

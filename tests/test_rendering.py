@@ -12,7 +12,7 @@ from jinja2.exceptions import SecurityError
 
 from nurture.campaigns import NEWSLETTERS, Catalogue, load_catalogue
 from nurture.exceptions import CampaignError, RenderError
-from nurture.messages import Batch, Recipient, Sender
+from nurture.mail.messages import Batch, Recipient, Sender
 from nurture.rendering import Renderer, compiler, first_name_value, markdown
 from nurture.settings import Settings
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from nurture import sequencing
+from nurture.delivery import sequencing
 
 WINDOW = (time(8), time(20))
 LONDON = ZoneInfo("Europe/London")

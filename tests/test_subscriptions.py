@@ -11,13 +11,13 @@ from sqlalchemy import Engine, insert, select
 
 from nurture.campaigns import load_catalogue
 from nurture.exceptions import SubscriptionError, TokenError, TokenExpired
+from nurture.mail.tokens import Tokens
 from nurture.settings import Settings
 from nurture.store import consents as consent_ops
 from nurture.store import suppressions as suppression_ops
 from nurture.store.schema import consents, enrolments, metadata, outbox, subscribers, suppressions
 from nurture.subscriptions import SignUpRequest, Subscriptions
 from nurture.subscriptions.validation import clean_first_name
-from nurture.tokens import Tokens
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 CAMPAIGN = "what-i-actually-do"
@@ -135,7 +135,7 @@ def test_new_sign_up_is_pending_with_consent_record_and_queued_confirmation(
 def test_sign_up_answers_the_same_whatever_the_state(
     state: str, service: Subscriptions, engine: Engine, settings: Settings
 ) -> None:
-    from nurture import gdpr
+    from nurture.subscriptions import gdpr
 
     earlier = T0 - timedelta(days=2)
     if state != "new":
@@ -769,7 +769,7 @@ def _suppressed(engine: Engine, settings: Settings, email: str) -> bool:
 def test_retiring_a_secret_key_never_lifts_a_suppression(
     engine: Engine, settings: Settings
 ) -> None:
-    from nurture import gdpr
+    from nurture.subscriptions import gdpr
 
     first = _keys(settings, "old")
     gdpr.erase(engine, first, "erased@example.com", T0)
@@ -792,7 +792,7 @@ def test_retiring_a_secret_key_never_lifts_a_suppression(
 def test_with_a_suppression_key_secret_keys_rotate_freely(
     engine: Engine, settings: Settings, tmp_path: Any
 ) -> None:
-    from nurture import gdpr
+    from nurture.subscriptions import gdpr
 
     first = _keys(settings, "k1", suppression_key="never-rotated")
     service = make_service(first, engine)
@@ -820,7 +820,7 @@ def test_with_a_suppression_key_secret_keys_rotate_freely(
 def test_an_entry_under_an_older_key_moves_to_the_current_one(
     engine: Engine, settings: Settings
 ) -> None:
-    from nurture.tokens import email_hash
+    from nurture.mail.tokens import email_hash
 
     before = _keys(settings, "k1")
     with engine.begin() as conn:

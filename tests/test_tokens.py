@@ -1,4 +1,4 @@
-"""Signed link tokens and keyed address hashes (nurture.tokens)."""
+"""Signed link tokens and keyed address hashes (nurture.mail.tokens)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 from pydantic import SecretStr
 
 from nurture.exceptions import ConfigurationError, TokenError, TokenExpired
-from nurture.settings import Settings
-from nurture.tokens import (
+from nurture.mail.tokens import (
     PURPOSES,
     Tokens,
     email_hash,
@@ -21,6 +20,7 @@ from nurture.tokens import (
     normalise_email,
     suppression_keys,
 )
+from nurture.settings import Settings
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 KEYS = ["key-newest", "key-older"]

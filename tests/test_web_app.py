@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nurture.health import Health
-from nurture.messages import Batch, Content, Recipient, Sender
-from nurture.services import Services, build_services
+from nurture.mail.messages import Batch, Content, Recipient, Sender
+from nurture.runtime.health import Health
+from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings, load_settings
 from nurture.store import database
 from nurture.store.schema import metadata

@@ -14,7 +14,7 @@ from markupsafe import escape
 from sqlalchemy import Engine
 
 from nurture.campaigns import NEWSLETTERS, load_catalogue
-from nurture.services import Services, build_services
+from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings, load_settings
 from nurture.store import database
 from nurture.store.schema import metadata

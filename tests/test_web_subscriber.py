@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from nurture.services import Services, build_services
+from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings
 from nurture.store.schema import consents, enrolments, outbox, subscribers
 from nurture.testing import FakeProvider

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
-from nurture.services import Services, build_services
+from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings
 from nurture.store.schema import webhook_events
 from nurture.testing import FakeProvider

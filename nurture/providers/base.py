@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nurture.exceptions import ConfigurationError, DeliveryError
-from nurture.messages import Batch, Recipient
+from nurture.mail.messages import Batch, Recipient
 
 logger = logging.getLogger(__name__)
 

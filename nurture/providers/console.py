@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from nurture.messages import Batch
+from nurture.mail.messages import Batch
 from nurture.providers.base import Provider, SendResult
 
 

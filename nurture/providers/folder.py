@@ -14,7 +14,7 @@ import uuid
 from email import policy
 from pathlib import Path
 
-from nurture.messages import Batch, Recipient
+from nurture.mail.messages import Batch, Recipient
 from nurture.providers.base import ChunkError, Provider, SendResult
 from nurture.settings import Settings
 

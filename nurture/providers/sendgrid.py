@@ -23,7 +23,7 @@ import python_http_client.exceptions
 import sendgrid
 
 from nurture.exceptions import ConfigurationError
-from nurture.messages import Batch, Content, Recipient, placeholder
+from nurture.mail.messages import Batch, Content, Recipient, placeholder
 from nurture.providers.base import ChunkError, Provider, SendResult
 from nurture.settings import Settings
 
@@ -186,7 +186,7 @@ class SendGridProvider(Provider):
 class _Keys:
     """The substitution keys one content uses, looked up once per batch, not per recipient.
 
-    Equivalent to :func:`nurture.messages.substitutions` restricted to the placeholders
+    Equivalent to :func:`nurture.mail.messages.substitutions` restricted to the placeholders
     the content holds: SendGrid needs nothing else, and every byte is paid a million
     times.
     """

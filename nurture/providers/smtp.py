@@ -12,7 +12,7 @@ import smtplib
 import ssl
 
 from nurture.exceptions import ConfigurationError
-from nurture.messages import Batch, Recipient
+from nurture.mail.messages import Batch, Recipient
 from nurture.providers.base import ChunkError, Provider, SendResult
 from nurture.settings import Settings
 

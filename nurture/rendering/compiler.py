@@ -1,4 +1,4 @@
-"""Compiles a step (or newsletter) once into :class:`~nurture.messages.Content`.
+"""Compiles a step (or newsletter) once into :class:`~nurture.mail.messages.Content`.
 
 The expensive work (Jinja, Markdown, MJML) happens once per step and per
 :class:`Renderer`; the result holds ``%%placeholders%%`` for what differs between
@@ -18,7 +18,7 @@ from mjml import mjml2html
 
 from nurture.campaigns.model import NEWSLETTERS, Catalogue, Newsletter, Step
 from nurture.exceptions import NurtureError, RenderError
-from nurture.messages import Content, placeholder
+from nurture.mail.messages import Content, placeholder
 from nurture.rendering import markdown, templates
 from nurture.settings import Settings
 

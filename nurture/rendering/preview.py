@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nurture.campaigns.model import NEWSLETTERS, Catalogue
-from nurture.messages import Batch, Content, Recipient, Sender
+from nurture.mail.messages import Batch, Content, Recipient, Sender
 from nurture.rendering.compiler import Renderer, first_name_value
 from nurture.settings import Settings
 

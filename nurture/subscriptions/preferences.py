@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from nurture import sequencing
 from nurture.campaigns import Catalogue
+from nurture.delivery import sequencing
 from nurture.exceptions import SubscriptionError
 from nurture.settings import Settings
 from nurture.store import subscribers as subscriber_ops

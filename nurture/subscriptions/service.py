@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Engine, Row
 from nurture.campaigns import Catalogue
 from nurture.exceptions import SubscriptionError, TokenError
 from nurture.logs import mask_email
+from nurture.mail.tokens import Purpose, Tokens, new_public_id
 from nurture.settings import Settings
 from nurture.store import consents as consent_ops
 from nurture.store import subscribers as subscriber_ops
@@ -51,7 +52,6 @@ from nurture.subscriptions.validation import (
     is_clean_text,
     normalise_address,
 )
-from nurture.tokens import Purpose, Tokens, new_public_id
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +478,7 @@ class Subscriptions:
 def _signed_at(token: str) -> datetime | None:
     """When a token (already verified by :meth:`Tokens.read`) was made.
 
-    A token is ``PUBLIC_ID.TIMESTAMP.SIGNATURE`` (see :mod:`nurture.tokens`); the
+    A token is ``PUBLIC_ID.TIMESTAMP.SIGNATURE`` (see :mod:`nurture.mail.tokens`); the
     timestamp says which confirmation email a confirm link came from.
     """
     try:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from nurture.exceptions import SubscriptionError
-from nurture.tokens import normalise_email
+from nurture.mail.tokens import normalise_email
 
 #: A first name longer than this is not a first name; it is dropped, not cut.
 FIRST_NAME_MAX = 40

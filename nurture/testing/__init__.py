@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from nurture.messages import Batch
+from nurture.mail.messages import Batch
 from nurture.providers.base import Provider, SendResult
 
 

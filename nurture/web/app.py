@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nurture import metrics
-from nurture.services import Services
+from nurture.runtime.services import Services
 from nurture.web import devmail, errors, ops, preview, subscriber, webhooks
 
 #: Sent with every answer unless a route set its own. Links in emails carry tokens in

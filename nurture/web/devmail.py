@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nurture.services import Services
+from nurture.runtime.services import Services
 from nurture.web.errors import error_response
 from nurture.web.templating import get_templates
 

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nurture import metrics
-from nurture.services import Services
+from nurture.runtime.services import Services
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from nurture.campaigns import NEWSLETTERS, Catalogue, Newsletter, Step, check, l
 from nurture.exceptions import CampaignError, NurtureError
 from nurture.rendering import Renderer
 from nurture.rendering.preview import sample_recipient, sender_for
-from nurture.services import Services
+from nurture.runtime.services import Services
 from nurture.settings import Settings
 from nurture.web.errors import error_response
 from nurture.web.templating import get_templates

@@ -43,7 +43,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message
 
 from nurture.exceptions import SubscriptionError, TokenError, TokenExpired
-from nurture.services import Services
+from nurture.runtime.services import Services
 from nurture.subscriptions import SignUpRequest
 from nurture.subscriptions import preferences as prefs
 from nurture.subscriptions.validation import clean_first_name, clean_form_url, clean_user_agent

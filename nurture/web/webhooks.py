@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from nurture import metrics
 from nurture.exceptions import WebhookError
-from nurture.services import Services
+from nurture.runtime.services import Services
 from nurture.webhooks.base import DeliveryEvent
 from nurture.webhooks.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, SendGridWebhook
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from nurture.campaigns import Catalogue
-from nurture.messages import Batch, Content, Recipient, Sender
-from nurture.recipients import RecipientFactory
+from nurture.mail.messages import Batch, Content, Recipient, Sender
+from nurture.mail.recipients import RecipientFactory
 from nurture.rendering import Renderer
 from nurture.settings import Settings
 from nurture.store.outbox import Claimed

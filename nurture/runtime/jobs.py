@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from nurture import metrics, planning, reconciliation
-from nurture.dispatch import DispatchReport
-from nurture.services import Services
+from nurture import metrics
+from nurture.delivery import planning, reconciliation
+from nurture.delivery.dispatch import DispatchReport
+from nurture.runtime.services import Services
 from nurture.store import consents
 
 log = logging.getLogger(__name__)

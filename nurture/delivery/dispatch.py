@@ -34,13 +34,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from nurture import metrics, outcomes, sequencing
+from nurture import metrics
 from nurture.campaigns import Catalogue
-from nurture.composing import Composer
+from nurture.delivery import outcomes, sequencing
+from nurture.delivery.composing import Composer
 from nurture.exceptions import ConfigurationError, NurtureError
-from nurture.messages import Batch
+from nurture.mail.messages import Batch
+from nurture.mail.recipients import RecipientFactory
 from nurture.providers.base import Provider, SendResult
-from nurture.recipients import RecipientFactory
 from nurture.rendering import Renderer
 from nurture.settings import Settings
 from nurture.store import outbox as outbox_ops
@@ -386,7 +387,7 @@ class Dispatcher:
                 metrics.provider_errors.labels(self.provider.name, "refused").inc()
             elif result.maybe_sent:
                 # The request may have been accepted before its answer was lost: never
-                # resend blindly; see nurture.reconciliation.
+                # resend blindly; see nurture.delivery.reconciliation.
                 unknown[row_id] = result.error or "no answer from the provider"
                 metrics.provider_errors.labels(self.provider.name, "no_answer").inc()
             else:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-from nurture import planning
+from nurture.delivery import planning
 from nurture.logs import mask_email
 from nurture.settings import Settings
 from nurture.store import database
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
 def _now() -> datetime:
@@ -25,8 +30,8 @@ def _engine(settings: Settings) -> Engine:
 
 
 def serve(settings: Settings, *, host: str, port: int, web: bool, scheduler: bool) -> int:
-    from nurture.service import serve as run
-    from nurture.services import build_services
+    from nurture.runtime.server import serve as run
+    from nurture.runtime.services import build_services
 
     database.upgrade(settings.resolved_database_url)
     return run(build_services(settings), host=host, port=port, web=web, scheduler=scheduler)
@@ -57,11 +62,11 @@ def preview(settings: Settings, campaign: str, step: str | None, out: Path | Non
 
 def send_test(settings: Settings, campaign: str, step: str, to: str) -> int:
     from nurture.campaigns import load_catalogue
-    from nurture.messages import Batch, Sender
+    from nurture.mail.messages import Batch, Sender
+    from nurture.mail.recipients import RecipientFactory
+    from nurture.mail.tokens import Tokens
     from nurture.providers import make_provider
-    from nurture.recipients import RecipientFactory
     from nurture.rendering import Renderer
-    from nurture.tokens import Tokens
 
     catalogue = load_catalogue(settings)
     content = Renderer(settings, catalogue).compile(campaign, step)
@@ -87,9 +92,9 @@ def send_test(settings: Settings, campaign: str, step: str, to: str) -> int:
 
 
 def tick(settings: Settings, *, at: datetime | None, dry_run: bool) -> int:
-    from nurture import jobs
     from nurture.campaigns import load_catalogue
-    from nurture.services import build_services
+    from nurture.runtime import jobs
+    from nurture.runtime.services import build_services
 
     if dry_run:
         engine = _engine(settings)
@@ -155,8 +160,7 @@ def db_upgrade(settings: Settings) -> int:
 
 
 def subscribers(settings: Settings, args: argparse.Namespace) -> int:
-    from nurture import gdpr
-    from nurture.cli import print_json
+    from nurture.subscriptions import gdpr
 
     engine = _engine(settings)
     match args.action:
@@ -184,7 +188,7 @@ def subscribers(settings: Settings, args: argparse.Namespace) -> int:
             print(report.summary())
             return 0 if not report.refused else 1
         case "unsubscribe-mail":
-            from nurture.inbound import apply_unsubscribe_mail
+            from nurture.subscriptions.inbound import apply_unsubscribe_mail
 
             applied = apply_unsubscribe_mail(engine, settings, sys.stdin.buffer.read(), _now())
             # Exit 0 either way: a mail system piping into this command would otherwise

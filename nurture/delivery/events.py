@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, select
 
 from nurture import metrics
 from nurture.campaigns import Catalogue
-from nurture.outcomes import reconcile_sent
+from nurture.delivery.outcomes import reconcile_sent
 from nurture.settings import Settings
 from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops

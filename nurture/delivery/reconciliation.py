@@ -6,7 +6,7 @@ timeout, a dropped connection, a process that died mid-send), status ``unknown``
 1. ask the provider first: the folder can tell (its file is there, or not);
 2. with SendGrid and its Event Webhook configured, wait: ``processed``/``delivered``
    events carry our outbox id (``custom_args``) and mark the row sent
-   (:mod:`nurture.delivery_events`). When UNKNOWN_RECONCILE_MINUTES pass without any
+   (:mod:`nurture.delivery.events`). When UNKNOWN_RECONCILE_MINUTES pass without any
    event, the request is taken never to have reached SendGrid, and the row is queued
    again;
 3. a provider with no evidence at all (SMTP, console, SendGrid without a webhook key)
@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from nurture import outcomes
 from nurture.campaigns import Catalogue
+from nurture.delivery import outcomes
 from nurture.providers.base import Provider
 from nurture.settings import Settings
 from nurture.store import outbox as outbox_ops

@@ -30,12 +30,12 @@ from sqlalchemy import Engine
 from tqdm import tqdm
 
 from nurture.exceptions import SubscriptionError
+from nurture.mail.tokens import new_public_id, normalise_email
 from nurture.settings import Settings
 from nurture.store import consents as consent_ops
 from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
 from nurture.subscriptions.validation import clean_first_name, clean_timezone, normalise_address
-from nurture.tokens import new_public_id, normalise_email
 
 BATCH = 500
 REQUIRED_COLUMNS = ("email", "consent_source", "consent_date")

@@ -23,10 +23,10 @@ from sqlalchemy import Engine
 
 from nurture.campaigns import Catalogue
 from nurture.exceptions import TokenError
-from nurture.recipients import parse_unsubscribe_mailto
+from nurture.mail.recipients import parse_unsubscribe_mailto
+from nurture.mail.tokens import Tokens
 from nurture.settings import Settings
 from nurture.subscriptions import Subscriptions
-from nurture.tokens import Tokens
 
 log = logging.getLogger(__name__)
 

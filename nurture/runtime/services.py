@@ -15,15 +15,15 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from nurture.campaigns import Catalogue
-    from nurture.delivery_events import DeliveryEvents
-    from nurture.dispatch import Dispatcher
-    from nurture.health import Health
+    from nurture.delivery.dispatch import Dispatcher
+    from nurture.delivery.events import DeliveryEvents
+    from nurture.mail.recipients import RecipientFactory
+    from nurture.mail.tokens import Tokens
     from nurture.providers.base import Provider
-    from nurture.recipients import RecipientFactory
     from nurture.rendering import Renderer
+    from nurture.runtime.health import Health
     from nurture.settings import Settings
     from nurture.subscriptions import Subscriptions
-    from nurture.tokens import Tokens
 
 
 @dataclass
@@ -55,15 +55,15 @@ def build_services(
     """Builds every core object once. Loading the campaigns here means a broken file
     stops start-up with its ``path:line: message`` instead of failing mid-send."""
     from nurture.campaigns import load_catalogue
-    from nurture.delivery_events import DeliveryEvents
-    from nurture.dispatch import Dispatcher, utcnow
-    from nurture.health import Health
+    from nurture.delivery.dispatch import Dispatcher, utcnow
+    from nurture.delivery.events import DeliveryEvents
+    from nurture.mail.recipients import RecipientFactory
+    from nurture.mail.tokens import Tokens
     from nurture.providers import make_provider
-    from nurture.recipients import RecipientFactory
     from nurture.rendering import Renderer
+    from nurture.runtime.health import Health
     from nurture.store import database
     from nurture.subscriptions import Subscriptions
-    from nurture.tokens import Tokens
 
     engine = engine or database.make_engine(settings.resolved_database_url)
     catalogue = load_catalogue(settings)

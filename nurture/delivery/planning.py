@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, text, true, update
 
-from nurture import outcomes, sequencing
 from nurture.campaigns import Catalogue, Newsletter
+from nurture.delivery import outcomes, sequencing
 from nurture.logs import mask_email
 from nurture.settings import Settings
 from nurture.store import database

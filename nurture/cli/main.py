@@ -7,7 +7,6 @@ address), 2 wrong usage or configuration.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -15,10 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nurture import logs
+from nurture.cli import commands
 from nurture.exceptions import CampaignError, ConfigurationError, NurtureError
 from nurture.settings import Settings, load_settings
 
-log = logging.getLogger("nurture.cli")
+log = logging.getLogger("nurture.cli.main")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,8 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from nurture import commands
-
     match args.command:
         case "serve":
             return commands.serve(
@@ -125,10 +123,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         case "subscribers":
             return commands.subscribers(settings, args)
     raise AssertionError(args.command)
-
-
-def print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
 if __name__ == "__main__":

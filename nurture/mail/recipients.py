@@ -12,9 +12,9 @@ import re
 from datetime import datetime
 from email.utils import parseaddr
 
-from nurture.messages import Recipient
+from nurture.mail.messages import Recipient
+from nurture.mail.tokens import Purpose, Tokens
 from nurture.settings import Settings
-from nurture.tokens import Purpose, Tokens
 
 _MAILTO = re.compile(r"unsubscribe\+([A-Za-z0-9._-]+)@[^@\s]+", re.IGNORECASE)
 
@@ -27,7 +27,7 @@ _LINKS: tuple[Purpose, ...] = ("unsubscribe", "preferences")
 
 
 class RecipientFactory:
-    """Builds :class:`~nurture.messages.Recipient` objects for marketing and confirmation mail."""
+    """Builds :class:`~nurture.mail.messages.Recipient` objects for marketing and confirmation."""
 
     def __init__(self, settings: Settings, tokens: Tokens) -> None:
         self.tokens = tokens

@@ -21,8 +21,9 @@ from typing import Protocol
 
 from sqlalchemy import Connection, select
 
-from nurture import metrics, sequencing
+from nurture import metrics
 from nurture.campaigns import Catalogue
+from nurture.delivery import sequencing
 from nurture.store import enrolments as enrolment_ops
 from nurture.store import outbox as outbox_ops
 from nurture.store.schema import outbox

@@ -16,8 +16,8 @@ from types import FrameType
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from nurture import jobs
-from nurture.services import Services
+from nurture.runtime import jobs
+from nurture.runtime.services import Services
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_MINUTES = 5

@@ -1,0 +1,1 @@
+"""The ``nurture`` command: :mod:`~nurture.cli.main` parses, :mod:`~nurture.cli.commands` acts."""

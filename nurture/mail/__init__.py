@@ -1,0 +1,1 @@
+"""What a provider receives: rendered content, recipients and the signed tokens in their links."""
