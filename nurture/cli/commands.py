@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from nurture.delivery import planning
 from nurture.logs import mask_email
+from nurture.providers.base import Outcome
 from nurture.settings import Settings
 from nurture.store import database
 
@@ -88,7 +89,7 @@ def send_test(settings: Settings, campaign: str, step: str, to: str) -> int:
     )
     for result in results:
         print(f"{mask_email(to)}: {result.outcome} {result.message_id or result.error or ''}")
-    return 0 if all(r.outcome == "sent" for r in results) else 1
+    return 0 if all(r.outcome == Outcome.SENT for r in results) else 1
 
 
 def tick(settings: Settings, *, at: datetime | None, dry_run: bool) -> int:

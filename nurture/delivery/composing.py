@@ -15,6 +15,7 @@ from nurture.mail.recipients import RecipientFactory
 from nurture.rendering import Renderer
 from nurture.settings import Settings
 from nurture.store.outbox import Claimed
+from nurture.store.statuses import OutboxKind
 
 NEWSLETTER_FALLBACK = "there"
 Group = tuple[str, str, str]  # (kind, campaign, step)
@@ -38,7 +39,7 @@ class Composer:
     def content(self, group: Group) -> tuple[Content, Sender, str]:
         """(compiled content, sender, first-name fallback); raises NurtureError when broken."""
         kind, campaign, step = group
-        if kind == "confirmation":
+        if kind == OutboxKind.CONFIRMATION:
             content = self.renderer.compile_confirmation(campaign)
         else:
             content = self.renderer.compile(campaign, step)
@@ -53,7 +54,7 @@ class Composer:
 
     def recipient(self, row: Claimed, fallback: str, now: datetime) -> Recipient:
         assert row.email is not None and row.public_id is not None
-        if row.kind == "confirmation":
+        if row.kind == OutboxKind.CONFIRMATION:
             # Not personalised: the name was typed by whoever filled the form, and until
             # the address is confirmed that may be a stranger putting words in our mouth.
             return self.recipients.confirmation(

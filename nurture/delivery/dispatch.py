@@ -41,10 +41,11 @@ from nurture.delivery.composing import Composer
 from nurture.exceptions import ConfigurationError, NurtureError
 from nurture.mail.messages import Batch
 from nurture.mail.recipients import RecipientFactory
-from nurture.providers.base import Provider, SendResult
+from nurture.providers.base import Outcome, Provider, SendResult
 from nurture.rendering import Renderer
 from nurture.settings import Settings
 from nurture.store import outbox as outbox_ops
+from nurture.store.statuses import MARKETING, OutboxKind, OutboxStatus, SubscriberStatus
 
 log = logging.getLogger(__name__)
 #: A 429 asking us to wait longer than this ends the pass; the rows wait in the queue.
@@ -244,7 +245,7 @@ class Dispatcher:
                 # A content problem (a broken file deployed): keep the rows, retry later.
                 log.error("cannot render", extra={"campaign": group[1], "step": group[2]})
                 retry = dict.fromkeys(members, None)
-                self._retry(conn, members, retry, str(exc), now, report, expect="queued")
+                self._retry(conn, members, retry, str(exc), now, report, expect=OutboxStatus.QUEUED)
                 return _Prepared({}, None, handled)
             outbox_ops.start_sending(conn, list(members), token=token, now=now, lease=lease)
         return _Prepared(members, batch, handled)
@@ -263,14 +264,14 @@ class Dispatcher:
         # Rows of a batch share few zones: the window verdict is computed once per zone.
         opens: dict[tuple[str | None, sequencing.Window], datetime] = {}
         for row in rows:
-            marketing = row.kind in outbox_ops.MARKETING
+            marketing = row.kind in MARKETING
             if row.email is None:
                 cancel["no subscriber"].append(row)
             elif row.expired:
                 cancel["expired"].append(row)
-            elif marketing and row.status != "confirmed":
+            elif marketing and row.status != SubscriberStatus.CONFIRMED:
                 cancel["not subscribed"].append(row)
-            elif row.kind == "newsletter" and not row.newsletters:
+            elif row.kind == OutboxKind.NEWSLETTER and not row.newsletters:
                 cancel["newsletters off"].append(row)
             elif not self._known(row):
                 cancel["no such step"].append(row)
@@ -296,23 +297,25 @@ class Dispatcher:
         for reason, cancelled in cancel.items():
             count = outbox_ops.cancel(conn, [r.id for r in cancelled], now=now, reason=reason)
             report.add(cancelled=count)
-            metrics.sends.labels("cancelled", reason).inc(count)
+            metrics.sends.labels(OutboxStatus.CANCELLED, reason).inc(count)
         outcomes.vanished(conn, cancel.get("no such step", []), now)
-        outbox_ops.requeue(conn, defer, now=now, expect=outbox_ops.QUEUED)
+        outbox_ops.requeue(conn, defer, now=now, expect=OutboxStatus.QUEUED)
         report.add(deferred=len(defer))
         return sendable
 
     def _known(self, row: outbox_ops.Claimed) -> bool:
-        if row.campaign == "newsletters" and row.kind == "newsletter":
+        if row.campaign == "newsletters" and row.kind == OutboxKind.NEWSLETTER:
             return row.step in self.catalogue.newsletters
         campaign = self.catalogue.campaigns.get(row.campaign)
         if campaign is None:
             return False
-        return row.kind == "confirmation" or any(s.slug == row.step for s in campaign.steps)
+        return row.kind == OutboxKind.CONFIRMATION or any(
+            s.slug == row.step for s in campaign.steps
+        )
 
     def _window(self, row: outbox_ops.Claimed) -> sequencing.Window:
         campaign = self.catalogue.campaigns.get(row.campaign)
-        if row.kind == "sequence" and campaign is not None and campaign.send_window:
+        if row.kind == OutboxKind.SEQUENCE and campaign is not None and campaign.send_window:
             return campaign.send_window
         return self._default_window
 
@@ -336,7 +339,7 @@ class Dispatcher:
                     conn,
                     dict.fromkeys(prepared.rows, now),
                     now=now,
-                    expect=outbox_ops.SENDING,
+                    expect=OutboxStatus.SENDING,
                     error="not sent: provider error",
                 )
             raise
@@ -380,9 +383,9 @@ class Dispatcher:
         for result in results:
             row_id = result.recipient.outbox_id
             assert row_id is not None, "every dispatched recipient carries its outbox id"
-            if result.outcome == "sent":
+            if result.outcome == Outcome.SENT:
                 sent[result.message_id].append(row_id)
-            elif result.outcome == "failed":
+            elif result.outcome == Outcome.FAILED:
                 refused[row_id] = result.error or "refused"
                 metrics.provider_errors.labels(self.provider.name, "refused").inc()
             elif result.maybe_sent:
@@ -394,7 +397,7 @@ class Dispatcher:
                 retry[row_id] = result.retry_after
                 reason = result.error or reason
                 metrics.provider_errors.labels(self.provider.name, "retryable").inc()
-        in_flight = (outbox_ops.SENDING, outbox_ops.UNKNOWN)
+        in_flight = (OutboxStatus.SENDING, OutboxStatus.UNKNOWN)
         with self.engine.begin() as conn:
             count = 0
             for message_id, ids in sent.items():
@@ -404,12 +407,12 @@ class Dispatcher:
             )
             failed = outbox_ops.mark_failed(conn, refused, now=now, expect=in_flight)
             outcomes.refused(conn, [rows[i] for i in refused], now)
-            self._retry(conn, rows, retry, reason, now, report, expect=outbox_ops.SENDING)
+            self._retry(conn, rows, retry, reason, now, report, expect=OutboxStatus.SENDING)
             outbox_ops.mark_unknown(conn, unknown, now=now)
         report.add(sent=count, failed=failed, unknown=len(unknown))
-        metrics.sends.labels("sent", "provider").inc(count)
+        metrics.sends.labels(OutboxStatus.SENT, "provider").inc(count)
         if failed:
-            metrics.sends.labels("failed", "refused").inc(failed)
+            metrics.sends.labels(OutboxStatus.FAILED, "refused").inc(failed)
         return max((after for after in retry.values() if after), default=0.0)
 
     def _retry(
@@ -440,11 +443,11 @@ class Dispatcher:
                 row.attempts + 1, base=self.settings.retry_base_seconds, rng=self.rng
             )
             due[row_id] = now + timedelta(seconds=delay)
-        count_attempt = expect == outbox_ops.QUEUED  # start_sending counted the others
+        count_attempt = expect == OutboxStatus.QUEUED  # start_sending counted the others
         requeued = outbox_ops.requeue(
             conn, due, now=now, expect=expect, error=reason, count_attempt=count_attempt
         )
         failed = outbox_ops.mark_failed(conn, gave_up, now=now, expect=(expect,))
         outcomes.moved_on(conn, self.catalogue, [rows[i] for i in gave_up], now)
         report.add(retried=requeued, failed=failed)
-        metrics.sends.labels("retry", "provider").inc(requeued)
+        metrics.sends.labels(Outcome.RETRY, "provider").inc(requeued)

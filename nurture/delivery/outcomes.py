@@ -27,6 +27,7 @@ from nurture.delivery import sequencing
 from nurture.store import enrolments as enrolment_ops
 from nurture.store import outbox as outbox_ops
 from nurture.store.schema import outbox
+from nurture.store.statuses import OutboxKind, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class SentRow(Protocol):
 def _by_step(rows: Iterable[SentRow]) -> dict[tuple[str, str], list[int]]:
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for row in rows:
-        if row.kind == "sequence" and row.subscriber_id is not None:
+        if row.kind == OutboxKind.SEQUENCE and row.subscriber_id is not None:
             groups[(row.campaign, row.step)].append(row.subscriber_id)
     return groups
 
@@ -103,7 +104,7 @@ def reconcile_sent(
     row = conn.execute(
         select(outbox.c.subscriber_id, outbox.c.kind, outbox.c.campaign, outbox.c.step).where(
             outbox.c.id == outbox_id,
-            outbox.c.status.in_((outbox_ops.SENDING, outbox_ops.UNKNOWN)),
+            outbox.c.status.in_((OutboxStatus.SENDING, OutboxStatus.UNKNOWN)),
         )
     ).first()
     if row is None:
@@ -111,5 +112,5 @@ def reconcile_sent(
     if outbox_ops.mark_sent(conn, {outbox_id: message_id}, now=sent_at) != 1:
         return 0
     moved_on(conn, catalogue, [row], sent_at)
-    metrics.sends.labels("sent", "reconciled").inc()
+    metrics.sends.labels(OutboxStatus.SENT, "reconciled").inc()
     return 1

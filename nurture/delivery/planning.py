@@ -24,6 +24,7 @@ from nurture.store import database
 from nurture.store import enrolments as enrolment_ops
 from nurture.store import outbox as outbox_ops
 from nurture.store.schema import newsletter_runs, outbox, subscribers
+from nurture.store.statuses import EnrolmentStatus, OutboxKind, OutboxStatus, SubscriberStatus
 from nurture.store.upsert import insert_ignore
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def decide(enrolment: Any, catalogue: Catalogue, settings: Settings) -> dict[str
     )
     return {
         "subscriber_id": enrolment.subscriber_id,
-        "kind": "sequence",
+        "kind": OutboxKind.SEQUENCE,
         "campaign": campaign.slug,
         "step": step.slug,
         "due_at": due_at,
@@ -97,8 +98,8 @@ def plan_sequences(
             report.sequence_rows += len(inserted)
             enrolment_ops.mark_planned(conn, planned, now=now)
             _settle_conflicts(conn, catalogue, rows, inserted, now=now)
-            enrolment_ops.set_status(conn, completed, enrolment_ops.COMPLETED, now=now)
-            enrolment_ops.set_status(conn, stopped, enrolment_ops.STOPPED, now=now)
+            enrolment_ops.set_status(conn, completed, EnrolmentStatus.COMPLETED, now=now)
+            enrolment_ops.set_status(conn, stopped, EnrolmentStatus.STOPPED, now=now)
             report.completed += len(completed)
         if len(due) < batch:
             return report
@@ -122,11 +123,11 @@ def _settle_conflicts(
         return
     due = {(r["subscriber_id"], r["campaign"], r["step"]): r["due_at"] for r in rows}
     for row in outbox_ops.existing(conn, clashes):
-        if row.status in (outbox_ops.SENT, outbox_ops.FAILED):
+        if row.status in (OutboxStatus.SENT, OutboxStatus.FAILED):
             outcomes.moved_on(conn, catalogue, [row], row.sent_at or now)
-        elif row.status == outbox_ops.CANCELLED:
+        elif row.status == OutboxStatus.CANCELLED:
             key = (row.subscriber_id, row.campaign, row.step)
-            outbox_ops.requeue(conn, {row.id: due[key]}, now=now, expect=outbox_ops.CANCELLED)
+            outbox_ops.requeue(conn, {row.id: due[key]}, now=now, expect=OutboxStatus.CANCELLED)
 
 
 def plan_newsletters(
@@ -163,7 +164,7 @@ def _plan_newsletter(
     stopped. Each committed chunk is sendable at once.
     """
     audience = and_(
-        subscribers.c.status == "confirmed",
+        subscribers.c.status == SubscriberStatus.CONFIRMED,
         subscribers.c.newsletters == true(),
         subscribers.c.confirmed_at <= newsletter.send_at,
     )
@@ -250,12 +251,12 @@ def _plan_chunk(
             matches.append(subscribers.c.timezone.is_(None))
         source = select(
             subscribers.c.id,
-            literal("newsletter"),
+            literal(OutboxKind.NEWSLETTER.value),
             literal(NEWSLETTERS),
             literal(newsletter.slug),
             literal(due_at, outbox.c.due_at.type),
             literal(newsletter.not_after, outbox.c.expires_at.type),
-            literal("queued"),
+            literal(OutboxStatus.QUEUED.value),
             literal(0),
             literal(now, outbox.c.created_at.type),
             literal(now, outbox.c.updated_at.type),
@@ -300,7 +301,7 @@ def _respect_pauses(
                 outbox.c.subscriber_id == person.id,
                 outbox.c.campaign == NEWSLETTERS,
                 outbox.c.step == newsletter.slug,
-                outbox.c.status == "queued",
+                outbox.c.status == OutboxStatus.QUEUED,
                 outbox.c.due_at < due,
             )
             .values(due_at=due, updated_at=now)
@@ -350,7 +351,7 @@ def preview(
                 continue
             audience = conn.execute(
                 select(func.count()).where(
-                    subscribers.c.status == "confirmed",
+                    subscribers.c.status == SubscriberStatus.CONFIRMED,
                     subscribers.c.newsletters == true(),
                     subscribers.c.confirmed_at <= letter.send_at,
                 )

@@ -27,6 +27,7 @@ from nurture.delivery import outcomes
 from nurture.providers.base import Provider
 from nurture.settings import Settings
 from nurture.store import outbox as outbox_ops
+from nurture.store.statuses import OutboxStatus
 
 log = logging.getLogger(__name__)
 PAGE = 500
@@ -59,21 +60,21 @@ def reconcile(
                     report.sent += outcomes.reconcile_sent(conn, catalogue, row.id, None, now)
                 elif verdict is False:
                     report.requeued += outbox_ops.requeue(
-                        conn, {row.id: now}, now=now, expect=outbox_ops.UNKNOWN,
+                        conn, {row.id: now}, now=now, expect=OutboxStatus.UNKNOWN,
                         error="never left: resend",
                     )  # fmt: skip
                 elif now - row.updated_at < window:
                     continue  # still waiting for the provider's events
                 elif has_events:
                     report.requeued += outbox_ops.requeue(
-                        conn, {row.id: now}, now=now, expect=outbox_ops.UNKNOWN,
+                        conn, {row.id: now}, now=now, expect=OutboxStatus.UNKNOWN,
                         error="no provider event: resend",
                     )  # fmt: skip
                 elif outbox_ops.mark_failed(
                     conn,
                     {row.id: "outcome unknown; not resent"},
                     now=now,
-                    expect=(outbox_ops.UNKNOWN,),
+                    expect=(OutboxStatus.UNKNOWN,),
                 ):
                     report.failed += 1
                     outcomes.moved_on(conn, catalogue, [row], now)

@@ -38,14 +38,21 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from nurture.exceptions import ConfigurationError, DeliveryError
 from nurture.mail.messages import Batch, Recipient
 
 logger = logging.getLogger(__name__)
 
-Outcome = Literal["sent", "failed", "retry"]
+
+class Outcome(StrEnum):
+    """What a provider's answer means for one recipient (see :class:`SendResult`)."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    RETRY = "retry"
 
 
 @dataclass(slots=True)
@@ -202,7 +209,7 @@ class Provider(ABC):
                         },
                     )
                     for i, reason in error.rejected.items():
-                        out[pending[i]] = SendResult(part[i], "failed", error=reason)
+                        out[pending[i]] = SendResult(part[i], Outcome.FAILED, error=reason)
                     pending = [p for i, p in enumerate(pending) if i not in error.rejected]
                     continue
                 else:
@@ -224,7 +231,7 @@ class Provider(ABC):
 
 def _went_out(results: Sequence[SendResult]) -> bool:
     """Whether any of ``results`` was, or may have been, accepted by the provider."""
-    return any(r.outcome == "sent" or r.maybe_sent for r in results)
+    return any(r.outcome == Outcome.SENT or r.maybe_sent for r in results)
 
 
 def _with(batch: Batch, recipients: list[Recipient]) -> Batch:
@@ -256,14 +263,14 @@ def _unsent(recipients: Sequence[Recipient], error: ChunkError) -> list[SendResu
         return [
             SendResult(
                 r,
-                "retry",
+                Outcome.RETRY,
                 error=error.message,
                 retry_after=error.retry_after,
                 maybe_sent=error.maybe_sent,
             )
             for r in recipients
         ]
-    return [SendResult(r, "failed", error=error.message) for r in recipients]
+    return [SendResult(r, Outcome.FAILED, error=error.message) for r in recipients]
 
 
 def _log_problem(provider: str, stage: str, exc: Exception, count: int) -> None:

@@ -10,7 +10,7 @@ import sys
 from typing import TextIO
 
 from nurture.mail.messages import Batch
-from nurture.providers.base import Provider, SendResult
+from nurture.providers.base import Outcome, Provider, SendResult
 
 
 class ConsoleProvider(Provider):
@@ -28,6 +28,8 @@ class ConsoleProvider(Provider):
         for recipient in batch.recipients:
             message = batch.mime(recipient)
             out.write(message.as_string() + "\n" + "-" * 72 + "\n")
-            results.append(SendResult(recipient, "sent", message_id=str(message["Message-ID"])))
+            results.append(
+                SendResult(recipient, Outcome.SENT, message_id=str(message["Message-ID"]))
+            )
         out.flush()
         return results

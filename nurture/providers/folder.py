@@ -15,7 +15,7 @@ from email import policy
 from pathlib import Path
 
 from nurture.mail.messages import Batch, Recipient
-from nurture.providers.base import ChunkError, Provider, SendResult
+from nurture.providers.base import ChunkError, Outcome, Provider, SendResult
 from nurture.settings import Settings
 
 
@@ -63,5 +63,5 @@ class FolderProvider(Provider):
                 raise
         except OSError as exc:
             # Nothing half-written is left behind, so trying again later is safe.
-            return SendResult(recipient, "retry", error=f"cannot write {target.name}: {exc}")
-        return SendResult(recipient, "sent", message_id=str(message["Message-ID"]))
+            return SendResult(recipient, Outcome.RETRY, error=f"cannot write {target.name}: {exc}")
+        return SendResult(recipient, Outcome.SENT, message_id=str(message["Message-ID"]))

@@ -24,7 +24,7 @@ import sendgrid
 
 from nurture.exceptions import ConfigurationError
 from nurture.mail.messages import Batch, Content, Recipient, placeholder
-from nurture.providers.base import ChunkError, Provider, SendResult
+from nurture.providers.base import ChunkError, Outcome, Provider, SendResult
 from nurture.settings import Settings
 
 try:
@@ -140,7 +140,7 @@ class SendGridProvider(Provider):
                 maybe_sent=True,
             ) from exc
         message_id = response.headers.get("X-Message-Id")
-        return [SendResult(r, "sent", message_id=message_id) for r in batch.recipients]
+        return [SendResult(r, Outcome.SENT, message_id=message_id) for r in batch.recipients]
 
     def _refused(
         self, batch: Batch, exc: python_http_client.exceptions.HTTPError
@@ -174,7 +174,7 @@ class SendGridProvider(Provider):
                 elsewhere = True
         if elsewhere:
             # The shared part (sender, subject, content) is wrong: it fails for everyone.
-            return [SendResult(r, "failed", error=message) for r in batch.recipients]
+            return [SendResult(r, Outcome.FAILED, error=message) for r in batch.recipients]
         raise ChunkError(
             message,
             status=status,

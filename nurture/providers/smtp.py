@@ -13,7 +13,7 @@ import ssl
 
 from nurture.exceptions import ConfigurationError
 from nurture.mail.messages import Batch, Recipient
-from nurture.providers.base import ChunkError, Provider, SendResult
+from nurture.providers.base import ChunkError, Outcome, Provider, SendResult
 from nurture.settings import Settings
 
 
@@ -65,7 +65,7 @@ class SMTPProvider(Provider):
         for recipient in batch.recipients:
             if self._conn is None:
                 results.append(
-                    SendResult(recipient, "retry", error=self._lost or "SMTP connection lost")
+                    SendResult(recipient, Outcome.RETRY, error=self._lost or "SMTP connection lost")
                 )
                 continue
             results.append(self._send_one(self._conn, batch, recipient))
@@ -91,15 +91,15 @@ class SMTPProvider(Provider):
             return self._answered(conn, recipient, exc.smtp_code, exc.smtp_error, "refused")
         except smtplib.SMTPNotSupportedError as exc:
             # An international address the server cannot carry: that will not change.
-            return SendResult(recipient, "failed", error=f"SMTP: {exc}")
+            return SendResult(recipient, Outcome.FAILED, error=f"SMTP: {exc}")
         except smtplib.SMTPResponseException as exc:
             return self._answered(conn, recipient, exc.smtp_code, exc.smtp_error, "error")
         except (smtplib.SMTPException, OSError) as exc:
             # Timeout or disconnect mid-transaction: the server may have taken DATA.
             self._lose(f"SMTP connection lost: {type(exc).__name__}: {exc}")
-            return SendResult(recipient, "retry", error=self._lost, maybe_sent=True)
+            return SendResult(recipient, Outcome.RETRY, error=self._lost, maybe_sent=True)
         self._delivered += 1
-        return SendResult(recipient, "sent", message_id=message_id)
+        return SendResult(recipient, Outcome.SENT, message_id=message_id)
 
     def _answered(
         self,
@@ -114,10 +114,10 @@ class SMTPProvider(Provider):
         if code in (421, 530) or conn.sock is None:
             # 421: the server is closing the connection (smtplib already closed it).
             self._lose(error)
-            return SendResult(recipient, "retry", error=error)
+            return SendResult(recipient, Outcome.RETRY, error=error)
         if 500 <= code < 600:
-            return SendResult(recipient, "failed", error=error)
-        return SendResult(recipient, "retry", error=error)
+            return SendResult(recipient, Outcome.FAILED, error=error)
+        return SendResult(recipient, Outcome.RETRY, error=error)
 
     def _keep_alive(self) -> None:
         """Checks a reused connection before a chunk; reconnects once if it went stale."""

@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from nurture.store.schema import enrolments, subscribers
-
-ACTIVE, COMPLETED, STOPPED = "active", "completed", "stopped"
+from nurture.store.statuses import EnrolmentStatus, SubscriberStatus
 
 
 def due_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any]:
@@ -32,9 +31,9 @@ def due_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any
         )
         .select_from(enrolments.join(subscribers, subscribers.c.id == enrolments.c.subscriber_id))
         .where(
-            enrolments.c.status == ACTIVE,
+            enrolments.c.status == EnrolmentStatus.ACTIVE,
             enrolments.c.next_due_at <= now,
-            subscribers.c.status == "confirmed",
+            subscribers.c.status == SubscriberStatus.CONFIRMED,
         )
         .order_by(enrolments.c.next_due_at, enrolments.c.id)
         .limit(limit)
@@ -88,14 +87,14 @@ def advance(
         "updated_at": sent_at,
     }
     if next_due is None:
-        values["status"] = COMPLETED
+        values["status"] = EnrolmentStatus.COMPLETED
     return conn.execute(
         update(enrolments)
         .where(
             enrolments.c.campaign == campaign,
             enrolments.c.subscriber_id.in_(subscriber_ids),
             enrolments.c.next_due_at.is_(None),
-            enrolments.c.status == ACTIVE,
+            enrolments.c.status == EnrolmentStatus.ACTIVE,
         )
         .values(values)
     ).rowcount
@@ -111,9 +110,9 @@ def stop_for(
             .where(
                 enrolments.c.campaign == campaign,
                 enrolments.c.subscriber_id.in_(subscriber_ids),
-                enrolments.c.status == ACTIVE,
+                enrolments.c.status == EnrolmentStatus.ACTIVE,
             )
-            .values(status=STOPPED, next_due_at=None, updated_at=now)
+            .values(status=EnrolmentStatus.STOPPED, next_due_at=None, updated_at=now)
         )
 
 
@@ -128,7 +127,7 @@ def replan(
                 enrolments.c.campaign == campaign,
                 enrolments.c.subscriber_id.in_(subscriber_ids),
                 enrolments.c.next_due_at.is_(None),
-                enrolments.c.status == ACTIVE,
+                enrolments.c.status == EnrolmentStatus.ACTIVE,
             )
             .values(next_due_at=now, updated_at=now)
         )

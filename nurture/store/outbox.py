@@ -39,11 +39,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, subscribers
+from nurture.store.statuses import OutboxStatus
 from nurture.store.upsert import insert_ignore
 
-QUEUED, SENDING, SENT = "queued", "sending", "sent"
-FAILED, CANCELLED, UNKNOWN = "failed", "cancelled", "unknown"
-MARKETING = ("sequence", "newsletter")
 _QUEUED = text("outbox." + QUEUED_ROWS)
 _IN_FLIGHT = text("outbox." + IN_FLIGHT_ROWS)
 
@@ -83,7 +81,7 @@ def enqueue_keys(
         {
             "expires_at": None,
             **row,
-            "status": QUEUED,
+            "status": OutboxStatus.QUEUED,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
@@ -179,7 +177,7 @@ def start_sending(
     if not ids:
         return
     values = {
-        "status": SENDING,
+        "status": OutboxStatus.SENDING,
         "worker": token,
         "lease_until": now + lease,
         "attempts": outbox.c.attempts + 1,
@@ -213,7 +211,7 @@ def mark_group_sent(
         update(outbox)
         .where(_among(conn, ids), _IN_FLIGHT)
         .values(
-            status=SENT,
+            status=OutboxStatus.SENT,
             provider_message_id=message_id,
             sent_at=now,
             lease_until=None,
@@ -231,10 +229,10 @@ def mark_sent(conn: Connection, message_ids: dict[int, str | None], *, now: date
         update(outbox)
         .where(
             outbox.c.id == bindparam("row_id"),
-            or_(outbox.c.status == SENDING, outbox.c.status == UNKNOWN),
+            or_(outbox.c.status == OutboxStatus.SENDING, outbox.c.status == OutboxStatus.UNKNOWN),
         )
         .values(
-            status=SENT,
+            status=OutboxStatus.SENT,
             provider_message_id=bindparam("message_id"),
             sent_at=now,
             lease_until=None,
@@ -260,7 +258,9 @@ def mark_failed(
         update(outbox)
         # OR of equalities, not IN: an expanding IN cannot run as executemany.
         .where(outbox.c.id == bindparam("row_id"), or_(*(outbox.c.status == e for e in expect)))
-        .values(status=FAILED, error=bindparam("reason"), lease_until=None, updated_at=now),
+        .values(
+            status=OutboxStatus.FAILED, error=bindparam("reason"), lease_until=None, updated_at=now
+        ),
         [{"row_id": i, "reason": e[:500]} for i, e in errors.items()],
     )
     return max(result.rowcount, 0)
@@ -271,8 +271,13 @@ def mark_unknown(conn: Connection, errors: dict[int, str], *, now: datetime) -> 
     if errors:
         conn.execute(
             update(outbox)
-            .where(outbox.c.id == bindparam("row_id"), outbox.c.status == SENDING)
-            .values(status=UNKNOWN, error=bindparam("reason"), lease_until=None, updated_at=now),
+            .where(outbox.c.id == bindparam("row_id"), outbox.c.status == OutboxStatus.SENDING)
+            .values(
+                status=OutboxStatus.UNKNOWN,
+                error=bindparam("reason"),
+                lease_until=None,
+                updated_at=now,
+            ),
             [{"row_id": i, "reason": e[:500]} for i, e in errors.items()],
         )
 
@@ -302,7 +307,7 @@ def requeue(
             update(outbox)
             .where(_among(conn, ids), outbox.c.status == expect)
             .values(
-                status=QUEUED,
+                status=OutboxStatus.QUEUED,
                 due_at=when,
                 lease_until=None,
                 worker=None,
@@ -321,8 +326,8 @@ def cancel(conn: Connection, ids: Iterable[int], *, now: datetime, reason: str) 
         return 0
     return conn.execute(
         update(outbox)
-        .where(_among(conn, ids), outbox.c.status == QUEUED)
-        .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now)
+        .where(_among(conn, ids), outbox.c.status == OutboxStatus.QUEUED)
+        .values(status=OutboxStatus.CANCELLED, error=reason, lease_until=None, updated_at=now)
     ).rowcount
 
 
@@ -332,8 +337,8 @@ def cancel_for_subscriber(
     """Cancels everything queued for one subscriber (unsubscribe, suppression, erasure)."""
     return conn.execute(
         update(outbox)
-        .where(outbox.c.subscriber_id == subscriber_id, outbox.c.status == QUEUED)
-        .values(status=CANCELLED, error=reason, lease_until=None, updated_at=now)
+        .where(outbox.c.subscriber_id == subscriber_id, outbox.c.status == OutboxStatus.QUEUED)
+        .values(status=OutboxStatus.CANCELLED, error=reason, lease_until=None, updated_at=now)
     ).rowcount
 
 
@@ -341,8 +346,8 @@ def expire_leases(conn: Connection, *, now: datetime) -> int:
     """Rows whose worker vanished mid-send: ``sending`` -> ``unknown`` (may have left)."""
     return conn.execute(
         update(outbox)
-        .where(_IN_FLIGHT, outbox.c.status == SENDING, outbox.c.lease_until < now)
-        .values(status=UNKNOWN, lease_until=None, updated_at=now)
+        .where(_IN_FLIGHT, outbox.c.status == OutboxStatus.SENDING, outbox.c.lease_until < now)
+        .values(status=OutboxStatus.UNKNOWN, lease_until=None, updated_at=now)
     ).rowcount
 
 
@@ -366,7 +371,7 @@ def unknown_rows(
         )
         .where(
             _IN_FLIGHT,
-            outbox.c.status == UNKNOWN,
+            outbox.c.status == OutboxStatus.UNKNOWN,
             outbox.c.updated_at <= before,
             outbox.c.id > after_id,
         )

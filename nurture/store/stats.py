@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, func, select
 
 from nurture.store.schema import enrolments, outbox, subscribers
+from nurture.store.statuses import MARKETING, EnrolmentStatus, OutboxStatus
 
 
 def subscribers_by_status(conn: Connection) -> dict[str, int]:
@@ -16,7 +17,7 @@ def sent_per_step(conn: Connection) -> dict[tuple[str, str], int]:
     """How many subscribers received each (campaign, step): the sequence funnel."""
     query = (
         select(outbox.c.campaign, outbox.c.step, func.count())
-        .where(outbox.c.status == "sent", outbox.c.kind.in_(("sequence", "newsletter")))
+        .where(outbox.c.status == OutboxStatus.SENT, outbox.c.kind.in_(MARKETING))
         .group_by(outbox.c.campaign, outbox.c.step)
     )
     return {(c, s): n for c, s, n in conn.execute(query)}
@@ -26,7 +27,7 @@ def stopped_after_step(conn: Connection) -> dict[tuple[str, int], int]:
     """Stopped enrolments by (campaign, steps received): where people unsubscribed."""
     query = (
         select(enrolments.c.campaign, enrolments.c.next_step, func.count())
-        .where(enrolments.c.status == "stopped")
+        .where(enrolments.c.status == EnrolmentStatus.STOPPED)
         .group_by(enrolments.c.campaign, enrolments.c.next_step)
     )
     return {(c, s): n for c, s, n in conn.execute(query)}

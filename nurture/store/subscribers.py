@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, select, update
 
 from nurture.store.schema import enrolments, outbox, subscribers, webhook_events
+from nurture.store.statuses import (
+    WAITING,
+    EnrolmentStatus,
+    OutboxKind,
+    OutboxStatus,
+)
 from nurture.store.upsert import insert_ignore, insert_ignored
-
-PENDING, CONFIRMED, UNSUBSCRIBED = "pending", "confirmed", "unsubscribed"
-#: Outbox rows that have not left yet and can still be cancelled or moved.
-WAITING = ("queued",)
-CONFIRMATION = "confirmation"
 
 
 def _select(for_update: bool, conn: Connection) -> Any:
@@ -109,7 +110,7 @@ def enrol(conn: Connection, subscriber_id: int, campaign: str, *, now: datetime)
     row = {
         "subscriber_id": subscriber_id,
         "campaign": campaign,
-        "status": "active",
+        "status": EnrolmentStatus.ACTIVE,
         "next_step": 0,
         "next_due_at": now,
         "enrolled_at": now,
@@ -126,7 +127,7 @@ def enrol_many(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetim
             [
                 {
                     **row,
-                    "status": "active",
+                    "status": EnrolmentStatus.ACTIVE,
                     "next_step": 0,
                     "next_due_at": now,
                     "enrolled_at": now,
@@ -146,11 +147,13 @@ def stop_enrolments(
 ) -> int:
     """Stops the active enrolments (one campaign's, or all): nothing more gets planned."""
     query = update(enrolments).where(
-        enrolments.c.subscriber_id == subscriber_id, enrolments.c.status == "active"
+        enrolments.c.subscriber_id == subscriber_id, enrolments.c.status == EnrolmentStatus.ACTIVE
     )
     if campaign is not None:
         query = query.where(enrolments.c.campaign == campaign)
-    return conn.execute(query.values(status="stopped", next_due_at=None, updated_at=now)).rowcount
+    return conn.execute(
+        query.values(status=EnrolmentStatus.STOPPED, next_due_at=None, updated_at=now)
+    ).rowcount
 
 
 # Outbox rows of one subscriber --------------------------------------------------------
@@ -164,11 +167,11 @@ def queue_confirmation(
         insert_ignore(conn, outbox)
         .values(
             subscriber_id=subscriber_id,
-            kind=CONFIRMATION,
+            kind=OutboxKind.CONFIRMATION,
             campaign=campaign,
             step=step,
             due_at=now,
-            status="queued",
+            status=OutboxStatus.QUEUED,
             attempts=0,
             created_at=now,
             updated_at=now,
@@ -190,8 +193,8 @@ def confirmation_campaign(
         select(outbox.c.campaign)
         .where(
             outbox.c.subscriber_id == subscriber_id,
-            outbox.c.kind == CONFIRMATION,
-            outbox.c.status.not_in(("cancelled", "failed")),
+            outbox.c.kind == OutboxKind.CONFIRMATION,
+            outbox.c.status.not_in((OutboxStatus.CANCELLED, OutboxStatus.FAILED)),
         )
         .order_by(outbox.c.created_at.desc(), outbox.c.id.desc())
         .limit(1)
@@ -240,7 +243,9 @@ def cancel_mail(
     if campaign is not None:
         query = query.where(outbox.c.campaign == campaign)
     return conn.execute(
-        query.values(status="cancelled", error=reason[:500], lease_until=None, updated_at=now)
+        query.values(
+            status=OutboxStatus.CANCELLED, error=reason[:500], lease_until=None, updated_at=now
+        )
     ).rowcount
 
 
@@ -248,7 +253,7 @@ def move_mail(conn: Connection, row_id: int, *, due_at: datetime, now: datetime)
     """Gives one queued row a new due time (a pause, or its end)."""
     conn.execute(
         update(outbox)
-        .where(outbox.c.id == row_id, outbox.c.status == "queued")
+        .where(outbox.c.id == row_id, outbox.c.status == OutboxStatus.QUEUED)
         .values(due_at=due_at, updated_at=now)
     )
 
@@ -268,10 +273,10 @@ def requeue_cancelled(
                 outbox.c.subscriber_id == subscriber_id,
                 outbox.c.campaign == campaign,
                 outbox.c.step == step,
-                outbox.c.status == "cancelled",
+                outbox.c.status == OutboxStatus.CANCELLED,
             )
             .values(
-                status="queued",
+                status=OutboxStatus.QUEUED,
                 due_at=now,
                 attempts=0,
                 error=None,

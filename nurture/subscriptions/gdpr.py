@@ -35,6 +35,7 @@ from nurture.settings import Settings
 from nurture.store import consents as consent_ops
 from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
+from nurture.store.statuses import SubscriberStatus
 from nurture.subscriptions.validation import clean_first_name, clean_timezone, normalise_address
 
 BATCH = 500
@@ -384,7 +385,7 @@ def _import_batch(
                     "email": p.email,
                     "first_name": p.first_name,
                     "timezone": p.timezone,
-                    "status": subscriber_ops.CONFIRMED,
+                    "status": SubscriberStatus.CONFIRMED,
                     "newsletters": p.newsletters,
                     "source_campaign": p.campaign,
                     "created_at": now,

@@ -20,6 +20,7 @@ from nurture.delivery import sequencing
 from nurture.exceptions import SubscriptionError
 from nurture.settings import Settings
 from nurture.store import subscribers as subscriber_ops
+from nurture.store.statuses import MARKETING, EnrolmentStatus, OutboxKind
 
 STOP_SEQUENCE, STOP_NEWSLETTERS, RESUME_NEWSLETTERS = (
     "stop_sequence",
@@ -37,7 +38,6 @@ ACTIONS = (
     RESUBSCRIBE,
 )
 PAUSE_LENGTH = timedelta(days=30)
-MARKETING = ("sequence", "newsletter")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def view(conn: Connection, catalogue: Catalogue, row: Row[Any]) -> Preferences:
     sequences = tuple(
         SequenceChoice(e.campaign, _name(catalogue, e.campaign))
         for e in subscriber_ops.enrolments_of(conn, row.id)
-        if e.status == "active"
+        if e.status == EnrolmentStatus.ACTIVE
     )
     return Preferences(
         row.first_name, row.status, bool(row.newsletters), row.paused_until, sequences
@@ -92,7 +92,9 @@ def _name(catalogue: Catalogue, slug: str) -> str:
 def stop_sequence(conn: Connection, row: Row[Any], campaign: str | None, *, now: datetime) -> bool:
     """Stops one active sequence and cancels its queued step."""
     active = {
-        e.campaign for e in subscriber_ops.enrolments_of(conn, row.id) if e.status == "active"
+        e.campaign
+        for e in subscriber_ops.enrolments_of(conn, row.id)
+        if e.status == EnrolmentStatus.ACTIVE
     }
     if not campaign or campaign not in active:
         raise SubscriptionError("Please choose one of your current series.", field="campaign")
@@ -102,7 +104,7 @@ def stop_sequence(conn: Connection, row: Row[Any], campaign: str | None, *, now:
         row.id,
         now=now,
         reason="stopped by preferences",
-        kinds=("sequence",),
+        kinds=(OutboxKind.SEQUENCE,),
         campaign=campaign,
     )
     return True
@@ -115,7 +117,7 @@ def set_newsletters(conn: Connection, row: Row[Any], wanted: bool, *, now: datet
     subscriber_ops.change(conn, row.id, newsletters=wanted)
     if not wanted:
         subscriber_ops.cancel_mail(
-            conn, row.id, now=now, reason="stopped by preferences", kinds=("newsletter",)
+            conn, row.id, now=now, reason="stopped by preferences", kinds=(OutboxKind.NEWSLETTER,)
         )
     return True
 
@@ -146,7 +148,11 @@ def pause(conn: Connection, row: Row[Any], timing: Timing, *, now: datetime) -> 
                 conn, mail.id, due_at=timing.at_or_after(until, mail.campaign), now=now
             )
     for e in subscriber_ops.enrolments_of(conn, row.id):
-        if e.status == "active" and e.next_due_at is not None and e.next_due_at < until:
+        if (
+            e.status == EnrolmentStatus.ACTIVE
+            and e.next_due_at is not None
+            and e.next_due_at < until
+        ):
             subscriber_ops.set_enrolment(conn, e.id, next_due_at=until, updated_at=now)
     return True
 
@@ -167,6 +173,6 @@ def resume(conn: Connection, row: Row[Any], timing: Timing, *, now: datetime) ->
                 conn, mail.id, due_at=timing.at_or_after(now, mail.campaign), now=now
             )
     for e in subscriber_ops.enrolments_of(conn, row.id):
-        if e.status == "active" and e.next_due_at == until:
+        if e.status == EnrolmentStatus.ACTIVE and e.next_due_at == until:
             subscriber_ops.set_enrolment(conn, e.id, next_due_at=now, updated_at=now)
     return True

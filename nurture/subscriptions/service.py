@@ -41,6 +41,7 @@ from nurture.settings import Settings
 from nurture.store import consents as consent_ops
 from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
+from nurture.store.statuses import EnrolmentStatus, SubscriberStatus
 from nurture.subscriptions import preferences as prefs
 from nurture.subscriptions.validation import (
     SignUpRequest,
@@ -176,7 +177,7 @@ class Subscriptions:
                     "email": email,
                     "first_name": first_name,
                     "timezone": timezone,
-                    "status": subscriber_ops.PENDING,
+                    "status": SubscriberStatus.PENDING,
                     "newsletters": True,
                     "source_campaign": request.campaign,
                     "created_at": now,
@@ -189,7 +190,7 @@ class Subscriptions:
         # A known address: whatever the form says, a confirmed (or unsubscribed) person's
         # details stay as they agreed to them: the campaign asked for travels in the
         # confirmation's outbox row instead. A pending one takes the latest form.
-        if row.status != subscriber_ops.PENDING:
+        if row.status != SubscriberStatus.PENDING:
             return row
         subscriber_ops.change(
             conn,
@@ -279,18 +280,18 @@ class Subscriptions:
             suppression = suppression_ops.lookup(conn, self.settings, row.email)
             if not _confirmation_current(row, suppression):
                 raise TokenError("a later change replaced this link", reason="superseded")
-            newly = row.status != subscriber_ops.CONFIRMED
+            newly = row.status != SubscriberStatus.CONFIRMED
             slug = subscriber_ops.confirmation_campaign(conn, row.id, queued_by=made_at)
             if slug not in self.catalogue.campaigns:
                 slug = row.source_campaign
             if newly:
                 values: dict[str, Any] = {
-                    "status": subscriber_ops.CONFIRMED,
+                    "status": SubscriberStatus.CONFIRMED,
                     "confirmed_at": now,
                     "unsubscribed_at": None,
                     "newsletters": True,
                 }
-                if row.status == subscriber_ops.PENDING and slug:
+                if row.status == SubscriberStatus.PENDING and slug:
                     values["source_campaign"] = slug  # what they confirmed, not the last form
                 subscriber_ops.change(conn, row.id, **values)
             if suppression is not None:
@@ -325,10 +326,12 @@ class Subscriptions:
         # A stopped sequence restarts where it stopped only when the person asked again
         # (signed up, or pressed undo) after it stopped: an old link cannot revive it.
         sent = row.confirmation_sent_at
-        if current.status != "stopped" or sent is None or current.updated_at > sent:
+        if current.status != EnrolmentStatus.STOPPED or sent is None or current.updated_at > sent:
             return False
         if current.next_step >= len(campaign.steps):
-            subscriber_ops.set_enrolment(conn, current.id, status="completed", updated_at=now)
+            subscriber_ops.set_enrolment(
+                conn, current.id, status=EnrolmentStatus.COMPLETED, updated_at=now
+            )
             return False
         step = campaign.steps[current.next_step].slug
         revived = subscriber_ops.requeue_cancelled(
@@ -336,7 +339,11 @@ class Subscriptions:
         )
         # A revived row is the planned step already; otherwise the planner plans it now.
         subscriber_ops.set_enrolment(
-            conn, current.id, status="active", next_due_at=None if revived else now, updated_at=now
+            conn,
+            current.id,
+            status=EnrolmentStatus.ACTIVE,
+            next_due_at=None if revived else now,
+            updated_at=now,
         )
         return True
 
@@ -359,10 +366,10 @@ class Subscriptions:
 
     def withdraw(self, conn: Connection, row: Row[Any], *, channel: str, now: datetime) -> bool:
         """The unsubscribe itself, inside the caller's transaction (preferences use it too)."""
-        changed = row.status != subscriber_ops.UNSUBSCRIBED
+        changed = row.status != SubscriberStatus.UNSUBSCRIBED
         if changed:
             subscriber_ops.change(
-                conn, row.id, status=subscriber_ops.UNSUBSCRIBED, unsubscribed_at=now
+                conn, row.id, status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now
             )
         subscriber_ops.stop_enrolments(conn, row.id, now=now)
         cancelled = subscriber_ops.cancel_mail(conn, row.id, now=now, reason="unsubscribed")
@@ -386,7 +393,7 @@ class Subscriptions:
         public_id = self.tokens.read("unsubscribe", token, now=now)
         with self.engine.begin() as conn:
             row = subscriber_ops.by_public_id(conn, public_id, for_update=True)
-            if row is None or row.status != subscriber_ops.UNSUBSCRIBED:
+            if row is None or row.status != SubscriberStatus.UNSUBSCRIBED:
                 return None
             return self.resubscribe(conn, row, channel="link", now=now)
 
@@ -452,10 +459,10 @@ class Subscriptions:
         if action == prefs.STOP_ALL:
             return self.withdraw(conn, row, channel="preferences", now=now), None
         if action == prefs.RESUBSCRIBE:
-            if row.status != subscriber_ops.UNSUBSCRIBED:
+            if row.status != SubscriberStatus.UNSUBSCRIBED:
                 return False, None
             return True, self.resubscribe(conn, row, channel="preferences", now=now)
-        if row.status != subscriber_ops.CONFIRMED:
+        if row.status != SubscriberStatus.CONFIRMED:
             # Only a fresh confirmation changes an unsubscribed person's mail.
             raise SubscriptionError("You are not subscribed at the moment.", field="action")
         if action == prefs.STOP_SEQUENCE:
@@ -500,6 +507,6 @@ def _confirmation_current(row: Row[Any], suppression: suppression_ops.Suppressio
     if sent is None:
         return False
     unsubscribed_at = row.unsubscribed_at
-    if row.status == subscriber_ops.UNSUBSCRIBED and unsubscribed_at and unsubscribed_at >= sent:
+    if row.status == SubscriberStatus.UNSUBSCRIBED and unsubscribed_at and unsubscribed_at >= sent:
         return False
     return not (suppression is not None and suppression.created_at > sent)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from nurture.mail.messages import Batch
-from nurture.providers.base import Provider, SendResult
+from nurture.providers.base import Outcome, Provider, SendResult
 
 
 class FakeProvider(Provider):
@@ -30,9 +30,13 @@ class FakeProvider(Provider):
         for recipient in batch.recipients:
             self._counter += 1
             if recipient.email in self.refuse:
-                results.append(SendResult(recipient, "failed", error="refused by FakeProvider"))
+                results.append(
+                    SendResult(recipient, Outcome.FAILED, error="refused by FakeProvider")
+                )
             else:
-                results.append(SendResult(recipient, "sent", message_id=f"fake-{self._counter}"))
+                results.append(
+                    SendResult(recipient, Outcome.SENT, message_id=f"fake-{self._counter}")
+                )
         return results
 
     @property
