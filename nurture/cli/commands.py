@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 
+from nurture.clock import utcnow
 from nurture.delivery import planning
 from nurture.logs import mask_email
 from nurture.providers.base import Outcome
@@ -19,10 +20,6 @@ from nurture.store import database
 
 def print_json(data: object) -> None:
     print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _engine(settings: Settings) -> Engine:
@@ -100,21 +97,24 @@ def tick(settings: Settings, *, at: datetime | None, dry_run: bool) -> int:
     if dry_run:
         engine = _engine(settings)
         catalogue = load_catalogue(settings)
-        items = planning.preview(engine, catalogue, settings, now=at or _now())
+        items = planning.preview(engine, catalogue, settings, now=at or utcnow())
         for item in items:
             print(f"{item.due_at.isoformat()}  {item.campaign}/{item.step}  {item.who}")
-        print(f"{len(items)} email(s) would go out by {(at or _now()).isoformat()}")
+        print(f"{len(items)} email(s) would go out by {(at or utcnow()).isoformat()}")
         return 0
-    if at is not None and at > _now() + timedelta(minutes=1):
-        # Sending "as of tomorrow" would send tomorrow's mail today, outside its window.
-        print("nurture: --at in the future only goes with --dry-run", file=sys.stderr)
+    if at is not None:
+        # Sending "as of" another instant has no honest use: the future sends tomorrow's
+        # mail today, and the past would stamp leases and waiting times in the past, so
+        # housekeeping would requeue mail that just left. A plain tick catches up anyway.
+        print(
+            "nurture: --at only goes with --dry-run (a real tick always runs as of now)",
+            file=sys.stderr,
+        )
         return 2
     database.upgrade(settings.resolved_database_url)
-    services = build_services(settings, clock=(lambda: at) if at else None)
-    report = jobs.tick(services, now=at)
-    if at is None:
-        # Housekeeping judges leases and waiting times by the real clock only.
-        jobs.housekeeping(services)
+    services = build_services(settings)
+    report = jobs.tick(services)
+    jobs.housekeeping(services)
     d = report.dispatched
     print(
         f"planned {report.planned.sequence_rows + report.planned.newsletter_rows}, sent {d.sent}, "
@@ -172,7 +172,7 @@ def subscribers(settings: Settings, args: argparse.Namespace) -> int:
                 return 1
             print_json(data)
         case "erase":
-            if not gdpr.erase(engine, settings, args.address, _now()):
+            if not gdpr.erase(engine, settings, args.address, utcnow()):
                 print("no such subscriber (a suppression was recorded anyway)", file=sys.stderr)
             else:
                 print("erased; the address is kept only as a keyed hash on the suppression list")
@@ -184,14 +184,14 @@ def subscribers(settings: Settings, args: argparse.Namespace) -> int:
                 gdpr.export_csv(engine, sys.stdout)
         case "import":
             report = gdpr.import_csv(
-                engine, settings, args.file, _now(), progress=sys.stderr.isatty()
+                engine, settings, args.file, utcnow(), progress=sys.stderr.isatty()
             )
             print(report.summary())
             return 0 if not report.refused else 1
         case "unsubscribe-mail":
             from nurture.subscriptions.inbound import apply_unsubscribe_mail
 
-            applied = apply_unsubscribe_mail(engine, settings, sys.stdin.buffer.read(), _now())
+            applied = apply_unsubscribe_mail(engine, settings, sys.stdin.buffer.read(), utcnow())
             # Exit 0 either way: a mail system piping into this command would otherwise
             # bounce a forged or stale request back to its sender.
             if applied:

@@ -30,12 +30,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
 from nurture import metrics
 from nurture.campaigns import Catalogue
+from nurture.clock import Clock, utcnow
 from nurture.delivery import outcomes, sequencing
 from nurture.delivery.composing import Composer
 from nurture.exceptions import ConfigurationError, NurtureError
@@ -50,10 +51,6 @@ from nurture.store.statuses import MARKETING, OutboxKind, OutboxStatus, Subscrib
 log = logging.getLogger(__name__)
 #: A 429 asking us to wait longer than this ends the pass; the rows wait in the queue.
 MAX_INLINE_WAIT = 60.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -98,7 +95,7 @@ class Dispatcher:
         recipients: RecipientFactory,
         provider: Provider,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
         sleep: Callable[[float], None] | None = None,
         worker: str | None = None,
         rng: random.Random | None = None,

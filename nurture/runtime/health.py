@@ -7,18 +7,15 @@ Every scheduler job records its runs in the ``job_runs`` table, so a web-only pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, text
 
+from nurture.clock import utcnow
 from nurture.store import database
 from nurture.store.schema import job_runs
 from nurture.store.upsert import insert_ignore
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 from nurture import metrics
@@ -32,15 +32,15 @@ class TickReport:
 
 
 def _recorded(services: Services, job: str, work: Callable[[], T]) -> T:
-    started = datetime.now(UTC)
+    started = services.clock()
     services.health.started(job, at=started)
     try:
         result = work()
     except Exception as exc:
-        services.health.record(job, started=started, finished=datetime.now(UTC), error=repr(exc))
+        services.health.record(job, started=started, finished=services.clock(), error=repr(exc))
         log.exception("job failed", extra={"job": job})
         raise
-    services.health.record(job, started=started, finished=datetime.now(UTC))
+    services.health.record(job, started=started, finished=services.clock())
     return result
 
 
@@ -48,7 +48,7 @@ def plan(services: Services, *, now: datetime | None = None) -> planning.PlanRep
     """Queues what is due by ``now``: the next step of each sequence, open newsletters."""
 
     def work() -> planning.PlanReport:
-        at = now or services.dispatcher.clock()
+        at = now or services.clock()
         report = planning.plan(services.engine, services.catalogue, services.settings, now=at)
         if report.sequence_rows or report.newsletter_rows:
             log.info(
@@ -92,7 +92,7 @@ def housekeeping(services: Services) -> reconciliation.ReconcileReport:
     """Expired leases, unknown outcomes, and the IP retention of consent records."""
 
     def work() -> reconciliation.ReconcileReport:
-        now = services.dispatcher.clock()
+        now = services.clock()
         report = reconciliation.reconcile(
             services.engine,
             services.settings,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from types import FrameType
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from nurture.clock import utcnow
 from nurture.runtime import jobs
 from nurture.runtime.services import Services
 
@@ -30,7 +31,7 @@ def make_scheduler(services: Services) -> BackgroundScheduler:
         timezone=UTC,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
     )
-    now = datetime.now(UTC)
+    now = utcnow()
     # plan and dispatch are separate jobs, run side by side by the thread pool: a long
     # newsletter pass never holds up planning (nor the health check that watches it).
     for job, offset in ((jobs.plan, 0), (jobs.dispatch, 1)):

@@ -6,10 +6,10 @@ core through it; the core modules never import this one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from nurture.clock import Clock, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -42,20 +42,20 @@ class Services:
     health: Health
     delivery_events: DeliveryEvents
     #: "Now" for every caller of the core: the real clock unless a test or ``tick --at`` moves it.
-    clock: Callable[[], datetime]
+    clock: Clock
 
 
 def build_services(
     settings: Settings,
     *,
-    clock: Callable[[], datetime] | None = None,
+    clock: Clock = utcnow,
     provider: Provider | None = None,
     engine: Engine | None = None,
 ) -> Services:
     """Builds every core object once. Loading the campaigns here means a broken file
     stops start-up with its ``path:line: message`` instead of failing mid-send."""
     from nurture.campaigns import load_catalogue
-    from nurture.delivery.dispatch import Dispatcher, utcnow
+    from nurture.delivery.dispatch import Dispatcher
     from nurture.delivery.events import DeliveryEvents
     from nurture.mail.recipients import RecipientFactory
     from nurture.mail.tokens import Tokens
@@ -73,7 +73,7 @@ def build_services(
     provider = provider or make_provider(settings)
     subscriptions = Subscriptions(settings, engine, tokens, catalogue)
     dispatcher = Dispatcher(
-        engine, settings, catalogue, renderer, recipients, provider, clock=clock or utcnow
+        engine, settings, catalogue, renderer, recipients, provider, clock=clock
     )
     return Services(
         settings=settings,
@@ -85,7 +85,7 @@ def build_services(
         provider=provider,
         subscriptions=subscriptions,
         dispatcher=dispatcher,
-        health=Health(engine, settings.tick_seconds, datetime.now(UTC)),
+        health=Health(engine, settings.tick_seconds, clock()),
         delivery_events=DeliveryEvents(engine, settings, catalogue, subscriptions),
-        clock=clock or utcnow,
+        clock=clock,
     )

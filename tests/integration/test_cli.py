@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -14,36 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nurture", *args],
-        cwd=tmp_path,
-        env=cli_env(tmp_path, env),
-        input=stdin.decode() if stdin else None,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def cli_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
-    env.update(
-        NURTURE_VAR_DIR=str(tmp_path / "var"),
-        NURTURE_CAMPAIGNS_DIR=str(ROOT / "campaigns"),
-        NURTURE_TEMPLATES_DIR=str(ROOT / "templates"),
-    )
-    env.update(extra or {})
-    return env
+from tests.helpers import ROOT, cli_env, run_cli
 
 
 def test_check_passes_on_the_shipped_campaigns(tmp_path: Path) -> None:
-    result = run(tmp_path, "check")
+    result = run_cli(tmp_path, "check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 error(s)" in result.stderr
 
@@ -65,7 +39,7 @@ def test_check_reports_each_problem_with_file_and_line(tmp_path: Path) -> None:
     second = campaigns / "beginning-therapy" / "02-the-whole-picture.md"
     second.write_text(second.read_text().replace("delay:", "delay: [unclosed", 1))
 
-    result = run(tmp_path, "check", env={"NURTURE_CAMPAIGNS_DIR": str(campaigns)})
+    result = run_cli(tmp_path, "check", env={"NURTURE_CAMPAIGNS_DIR": str(campaigns)})
 
     assert result.returncode == 1
     out = result.stdout.splitlines()
@@ -81,51 +55,58 @@ def test_check_reports_each_problem_with_file_and_line(tmp_path: Path) -> None:
 
 def test_preview_writes_every_format(tmp_path: Path) -> None:
     out = tmp_path / "preview"
-    result = run(tmp_path, "preview", "beginning-therapy", "01-the-first-step", "--out", str(out))
+    result = run_cli(
+        tmp_path, "preview", "beginning-therapy", "01-the-first-step", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     written = {p.suffix for p in out.rglob("*") if p.is_file()}
     assert written == {".mjml", ".html", ".txt", ".eml"}
 
 
 def test_preview_of_an_unknown_campaign_is_a_clear_error(tmp_path: Path) -> None:
-    result = run(tmp_path, "preview", "no-such-campaign")
+    result = run_cli(tmp_path, "preview", "no-such-campaign")
     assert result.returncode == 1
     assert "no-such-campaign" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_bad_setting_is_named_at_start_up(tmp_path: Path) -> None:
-    result = run(tmp_path, "check", env={"NURTURE_SEND_WINDOW": "9 to 5"})
+    result = run_cli(tmp_path, "check", env={"NURTURE_SEND_WINDOW": "9 to 5"})
     assert result.returncode == 2
     assert "NURTURE_SEND_WINDOW" in result.stderr
 
 
 def test_production_requires_its_settings(tmp_path: Path) -> None:
-    result = run(tmp_path, "check", env={"NURTURE_ENV": "production"})
+    result = run_cli(tmp_path, "check", env={"NURTURE_ENV": "production"})
     assert result.returncode == 2
     for name in ("SECRET_KEYS", "BASE_URL", "FROM_EMAIL", "POSTAL_ADDRESS"):
         assert f"NURTURE_{name}" in result.stderr
 
 
 def test_tick_dry_run_changes_nothing_and_tick_runs(tmp_path: Path) -> None:
-    assert run(tmp_path, "db", "upgrade").returncode == 0
-    dry = run(tmp_path, "tick", "--at", "2026-12-08T10:00:00Z", "--dry-run")
+    assert run_cli(tmp_path, "db", "upgrade").returncode == 0
+    dry = run_cli(tmp_path, "tick", "--at", "2026-12-08T10:00:00Z", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would go out" in dry.stdout
     # Sending "as of" the future would send tomorrow's mail today: refused.
-    future = run(tmp_path, "tick", "--at", "2099-12-08T10:00:00Z")
+    future = run_cli(tmp_path, "tick", "--at", "2099-12-08T10:00:00Z")
     assert future.returncode == 2
     assert "--dry-run" in future.stderr
-    real = run(tmp_path, "tick", "--at", "2026-11-01T10:00:00Z")  # catching up is fine
+    # "As of" the past would stamp leases and updated_at in the past, so housekeeping
+    # would requeue mail that just left (issue 8): refused as well.
+    past = run_cli(tmp_path, "tick", "--at", "2026-11-01T10:00:00Z")
+    assert past.returncode == 2
+    assert "--dry-run" in past.stderr
+    real = run_cli(tmp_path, "tick")
     assert real.returncode == 0, real.stderr
     assert "sent 0" in real.stdout
-    stats = run(tmp_path, "stats")
+    stats = run_cli(tmp_path, "stats")
     assert stats.returncode == 0
     assert "Sequence what-i-actually-do" in stats.stdout
 
 
 def test_unknown_address_is_a_clear_answer(tmp_path: Path) -> None:
-    result = run(tmp_path, "subscribers", "show", "nobody@example.org")
+    result = run_cli(tmp_path, "subscribers", "show", "nobody@example.org")
     assert result.returncode == 1
     assert "no such subscriber" in result.stderr
 
@@ -171,7 +152,7 @@ def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
 
 
 def test_send_test_goes_through_the_backend_with_a_test_subject(tmp_path: Path) -> None:
-    result = run(
+    result = run_cli(
         tmp_path, "send-test", "beginning-therapy", "01-the-first-step", "--to", "me@example.org"
     )
     assert result.returncode == 0, result.stderr
@@ -190,16 +171,16 @@ def test_import_refuses_rows_without_consent_and_lists_them(tmp_path: Path) -> N
         "ok@example.org,Ann,Europe/London,paper form at the practice,2026-10-01,,yes\n"
         "nope@example.org,Bob,,,,,yes\n"
     )
-    result = run(tmp_path, "subscribers", "import", str(csv_file))
+    result = run_cli(tmp_path, "subscribers", "import", str(csv_file))
     assert result.returncode == 1
     assert ":3" in result.stdout + result.stderr  # the refused row, by line
-    shown = run(tmp_path, "subscribers", "show", "ok@example.org")
+    shown = run_cli(tmp_path, "subscribers", "show", "ok@example.org")
     assert shown.returncode == 0
     assert '"confirmed"' in shown.stdout
-    assert run(tmp_path, "subscribers", "show", "nope@example.org").returncode == 1
-    exported = run(tmp_path, "subscribers", "export")
+    assert run_cli(tmp_path, "subscribers", "show", "nope@example.org").returncode == 1
+    exported = run_cli(tmp_path, "subscribers", "export")
     assert "ok@example.org" in exported.stdout and "nope@example.org" not in exported.stdout
-    assert run(tmp_path, "subscribers", "erase", "ok@example.org").returncode == 0
-    after = run(tmp_path, "subscribers", "show", "ok@example.org").stdout
+    assert run_cli(tmp_path, "subscribers", "erase", "ok@example.org").returncode == 0
+    after = run_cli(tmp_path, "subscribers", "show", "ok@example.org").stdout
     assert '"erased"' in after  # all that is left: the keyed hash on the suppression list
     assert "Ann" not in after and "Europe/London" not in after
