@@ -12,7 +12,7 @@ install: $(STAMP) system-packages
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,testing]'
 	touch $(STAMP)
 
 # Debian's chromium drives the browser tests; installed only when missing.

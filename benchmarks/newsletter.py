@@ -69,7 +69,7 @@ class Result:
 def fake_sendgrid() -> Iterator[tuple[str, dict[str, int]]]:
     """The fake SendGrid in its own process, so it does not share our GIL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nurture.testing.sendgrid_server", "--validate", "sample"],
+        [sys.executable, "-m", "nurture.testing.sendgrid", "--validate", "sample"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -81,6 +81,7 @@ class _Prepared:
     rows: dict[int, outbox_ops.Claimed]  # empty: everything taken was set aside
     batch: Batch | None  # None when nothing is to be sent
     handled: int
+    token: str = ""  # the claim's fencing token: every outcome recorded must match it
 
 
 class Dispatcher:
@@ -245,7 +246,7 @@ class Dispatcher:
                 self._retry(conn, members, retry, str(exc), now, report, expect=OutboxStatus.QUEUED)
                 return _Prepared({}, None, handled)
             outbox_ops.start_sending(conn, list(members), token=token, now=now, lease=lease)
-        return _Prepared(members, batch, handled)
+        return _Prepared(members, batch, handled, token)
 
     def _set_aside(
         self,
@@ -338,10 +339,11 @@ class Dispatcher:
                     now=now,
                     expect=OutboxStatus.SENDING,
                     error="not sent: provider error",
+                    token=prepared.token,
                 )
             raise
         report.add(batches=1)
-        return self._record(prepared.rows, results, report)
+        return self._record(prepared.rows, results, report, prepared.token)
 
     @contextlib.contextmanager
     def _provider_turn(self) -> Iterator[None]:
@@ -370,7 +372,14 @@ class Dispatcher:
         rows: dict[int, outbox_ops.Claimed],
         results: list[SendResult],
         report: DispatchReport,
+        token: str,
     ) -> float:
+        """Records a request's outcomes under its claim ``token`` (the fencing token).
+
+        A success is recorded whatever the claim: the email left. Every other outcome
+        applies only to rows the claim still holds; a claim that outlived its lease may
+        find its rows requeued and taken by another dispatcher, which it must not touch.
+        """
         now = self.clock()
         sent: dict[str | None, list[int]] = defaultdict(list)
         refused: dict[int, str] = {}
@@ -402,10 +411,16 @@ class Dispatcher:
             outcomes.moved_on(
                 conn, self.catalogue, [rows[i] for g in sent.values() for i in g], now
             )
-            failed = outbox_ops.mark_failed(conn, refused, now=now, expect=in_flight)
+            still = outbox_ops.held(conn, [*refused, *retry, *unknown], token=token)
+            refused = {i: e for i, e in refused.items() if i in still}
+            retry = {i: a for i, a in retry.items() if i in still}
+            unknown = {i: e for i, e in unknown.items() if i in still}
+            failed = outbox_ops.mark_failed(conn, refused, now=now, expect=in_flight, token=token)
             outcomes.refused(conn, [rows[i] for i in refused], now)
-            self._retry(conn, rows, retry, reason, now, report, expect=OutboxStatus.SENDING)
-            outbox_ops.mark_unknown(conn, unknown, now=now)
+            self._retry(
+                conn, rows, retry, reason, now, report, expect=OutboxStatus.SENDING, token=token
+            )
+            outbox_ops.mark_unknown(conn, unknown, now=now, token=token)
         report.add(sent=count, failed=failed, unknown=len(unknown))
         metrics.sends.labels(OutboxStatus.SENT, "provider").inc(count)
         if failed:
@@ -422,6 +437,7 @@ class Dispatcher:
         report: DispatchReport,
         *,
         expect: str,
+        token: str | None = None,
     ) -> None:
         """Back to the queue after the provider's own wait or a backoff with jitter.
 
@@ -442,9 +458,15 @@ class Dispatcher:
             due[row_id] = now + timedelta(seconds=delay)
         count_attempt = expect == OutboxStatus.QUEUED  # start_sending counted the others
         requeued = outbox_ops.requeue(
-            conn, due, now=now, expect=expect, error=reason, count_attempt=count_attempt
+            conn,
+            due,
+            now=now,
+            expect=expect,
+            error=reason,
+            count_attempt=count_attempt,
+            token=token,
         )
-        failed = outbox_ops.mark_failed(conn, gave_up, now=now, expect=(expect,))
+        failed = outbox_ops.mark_failed(conn, gave_up, now=now, expect=(expect,), token=token)
         outcomes.moved_on(conn, self.catalogue, [rows[i] for i in gave_up], now)
         report.add(retried=requeued, failed=failed)
         metrics.sends.labels(Outcome.RETRY, "provider").inc(requeued)

@@ -34,6 +34,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -203,13 +204,19 @@ def mark_group_sent(
 ) -> int:
     """Rows that share one provider message id are sent (one statement).
 
-    Only rows still ``sending`` (or ``unknown``: a batch that outlived its lease) change.
+    No claim token is asked for: an accepted request is evidence that the email left,
+    even when the claim outlived its lease. So any row not final yet changes: ``sending``
+    or ``unknown``, and ``queued`` too (requeued after its lease ran out, and recording
+    it now keeps it from being sent a second time).
     """
     if not ids:
         return 0
     return conn.execute(
         update(outbox)
-        .where(_among(conn, ids), _IN_FLIGHT)
+        .where(
+            _among(conn, ids),
+            outbox.c.status.in_((OutboxStatus.SENDING, OutboxStatus.UNKNOWN, OutboxStatus.QUEUED)),
+        )
         .values(
             status=OutboxStatus.SENT,
             provider_message_id=message_id,
@@ -244,20 +251,51 @@ def mark_sent(conn: Connection, message_ids: dict[int, str | None], *, now: date
     return max(result.rowcount, 0)
 
 
-def mark_failed(
-    conn: Connection, errors: dict[int, str], *, now: datetime, expect: tuple[str, ...]
-) -> int:
-    """Final failure (reason kept, truncated), for rows still in one of ``expect``.
+def _claimed_by(token: str | None) -> Any:
+    """The fencing condition: the row is still held by the claim ``token`` (none: any)."""
+    return outbox.c.worker == token if token is not None else true()
 
-    The status guard matters: between reading a row and writing it, a webhook may have
-    marked it sent, or another process taken it. Returns how many rows changed.
+
+def held(conn: Connection, ids: Iterable[int], *, token: str) -> set[int]:
+    """Those of ``ids`` still in flight under the claim ``token``, locked on PostgreSQL.
+
+    A claim that outlived its lease may find its rows requeued and taken by another
+    dispatcher: its late failure, retry or "unknown" must then change nothing. Callers
+    record outcomes only for the rows returned here, in the same transaction.
+    """
+    ids = list(ids)
+    if not ids:
+        return set()
+    query = select(outbox.c.id).where(_among(conn, ids), _IN_FLIGHT, outbox.c.worker == token)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return set(conn.execute(query).scalars())
+
+
+def mark_failed(
+    conn: Connection,
+    errors: dict[int, str],
+    *,
+    now: datetime,
+    expect: tuple[str, ...],
+    token: str | None = None,
+) -> int:
+    """Final failure (reason kept, truncated), for rows still in one of ``expect`` and,
+    given a claim ``token``, still held by that claim.
+
+    The guards matter: between reading a row and writing it, a webhook may have marked
+    it sent, or another process taken it. Returns how many rows changed.
     """
     if not errors:
         return 0
     result = conn.execute(
         update(outbox)
         # OR of equalities, not IN: an expanding IN cannot run as executemany.
-        .where(outbox.c.id == bindparam("row_id"), or_(*(outbox.c.status == e for e in expect)))
+        .where(
+            outbox.c.id == bindparam("row_id"),
+            or_(*(outbox.c.status == e for e in expect)),
+            _claimed_by(token),
+        )
         .values(
             status=OutboxStatus.FAILED, error=bindparam("reason"), lease_until=None, updated_at=now
         ),
@@ -266,12 +304,18 @@ def mark_failed(
     return max(result.rowcount, 0)
 
 
-def mark_unknown(conn: Connection, errors: dict[int, str], *, now: datetime) -> None:
-    """The request may or may not have been accepted: wait for evidence (see dispatch)."""
+def mark_unknown(conn: Connection, errors: dict[int, str], *, now: datetime, token: str) -> None:
+    """The request may or may not have been accepted: wait for evidence (see dispatch).
+
+    Only rows still ``sending`` under the claim ``token`` change."""
     if errors:
         conn.execute(
             update(outbox)
-            .where(outbox.c.id == bindparam("row_id"), outbox.c.status == OutboxStatus.SENDING)
+            .where(
+                outbox.c.id == bindparam("row_id"),
+                outbox.c.status == OutboxStatus.SENDING,
+                outbox.c.worker == token,
+            )
             .values(
                 status=OutboxStatus.UNKNOWN,
                 error=bindparam("reason"),
@@ -290,10 +334,12 @@ def requeue(
     expect: str,
     error: str | None = None,
     count_attempt: bool = False,
+    token: str | None = None,
 ) -> int:
     """Back to the queue, each row at its own new due time (backoff, window, 429).
 
-    Only rows still in status ``expect`` move (see :func:`mark_failed` for why). One
+    Only rows still in status ``expect`` move, and given a claim ``token`` only rows
+    that claim still holds (see :func:`mark_failed` and :func:`held` for why). One
     statement per distinct due time: rows deferred to a window share their zone's time.
     ``count_attempt`` counts a failed attempt that never reached ``sending``.
     """
@@ -305,7 +351,7 @@ def requeue(
     for when, ids in by_due.items():
         moved += conn.execute(
             update(outbox)
-            .where(_among(conn, ids), outbox.c.status == expect)
+            .where(_among(conn, ids), outbox.c.status == expect, _claimed_by(token))
             .values(
                 status=OutboxStatus.QUEUED,
                 due_at=when,

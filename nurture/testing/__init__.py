@@ -1,7 +1,9 @@
 """Fakes of nurture's own interfaces, shipped in the package for fast tests.
 
-Third-party stand-ins that speak a real protocol (the fake SendGrid HTTP server) live
-beside this module; these here replace nurture's own seams only.
+Third-party stand-ins that speak a real protocol live beside this module: the fake
+SendGrid HTTP server in :mod:`nurture.testing.sendgrid` and the Event Webhook signer in
+:mod:`nurture.testing.webhook_signing`. They need the ``nurture[testing]`` extra; these
+here replace nurture's own seams only and need nothing beyond nurture itself.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ the public half the way SendGrid's settings page does (give it to
 ``SendGridWebhook`` or ``NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY``) and signs
 ``timestamp + body`` exactly as SendGrid does. :func:`make_event` builds realistic
 events and :func:`post_events` sends a signed batch to a running app or a test client.
+
+:func:`post_events` needs ``httpx`` (the ``nurture[testing]`` extra), imported when it
+is called, so that a production install need not carry it.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import secrets
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nurture.webhooks.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class WebhookSigner:
@@ -132,4 +137,8 @@ def post_events(
     headers = signer.headers(body, timestamp)
     if client is not None:
         return client.post(url, content=body, headers=headers)
+    try:
+        import httpx
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError("post_events needs httpx: pip install 'nurture[testing]'") from exc
     return httpx.post(url, content=body, headers=headers, timeout=10)

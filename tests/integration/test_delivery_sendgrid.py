@@ -8,9 +8,8 @@ reconciles it); answers lost in flight are reconciled, never resent blindly.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
 from pydantic import SecretStr
@@ -22,15 +21,12 @@ from nurture.providers.base import Provider, SendResult
 from nurture.runtime import jobs
 from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings
-from nurture.store import outbox as outbox_ops
 from nurture.store.schema import enrolments, outbox, subscribers
 from nurture.testing import FakeClock
-from nurture.testing.sendgrid_server import FakeSendGrid
+from nurture.testing.sendgrid import FakeSendGrid
 from nurture.testing.webhook_signing import WebhookSigner, make_event
 from nurture.webhooks.sendgrid import SendGridWebhook
-
-LETTER = "2026-12-08-winter-note"
-NOW = datetime(2026, 12, 8, 10, 0, tzinfo=UTC)  # 10:00 in London: inside the window
+from tests.helpers import NOW, queue_newsletter, statuses
 
 
 @pytest.fixture
@@ -61,43 +57,6 @@ def services_with(
     services = build_services(settings, clock=clock.now, engine=engine, provider=provider)
     services.dispatcher.sleep = lambda seconds: None  # waits are simulated by the clock
     return services
-
-
-def queue_newsletter(engine: Engine, count: int, *, kind: str = "newsletter") -> list[str]:
-    """``count`` confirmed subscribers, each with the newsletter queued and due now."""
-    emails = [f"reader{i}@example.org" for i in range(count)]
-    with engine.begin() as conn:
-        conn.execute(
-            subscribers.insert(),
-            [
-                {
-                    "public_id": f"pub{i}",
-                    "email": email,
-                    "first_name": "Reader",
-                    "status": "confirmed",
-                    "newsletters": True,
-                    "created_at": NOW - timedelta(days=30),
-                    "confirmed_at": NOW - timedelta(days=30),
-                }
-                for i, email in enumerate(emails)
-            ],
-        )
-        ids = list(conn.execute(select(subscribers.c.id).order_by(subscribers.c.id)).scalars())
-        outbox_ops.enqueue(
-            conn,
-            [
-                {"subscriber_id": i, "kind": "newsletter", "campaign": "newsletters",
-                 "step": LETTER, "due_at": NOW}
-                for i in ids
-            ],
-            now=NOW,
-        )  # fmt: skip
-    return emails
-
-
-def statuses(engine: Engine) -> Counter[str]:
-    with engine.connect() as conn:
-        return Counter(conn.execute(select(outbox.c.status)).scalars())
 
 
 def drain(services: Services, clock: FakeClock, *, rounds: int = 40) -> None:

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from nurture.testing.sendgrid_server import SAMPLE_SIZE, FakeSendGrid, load_schema
+from nurture.testing.sendgrid import SAMPLE_SIZE, FakeSendGrid, load_schema
 
 KEY = "SG.fake-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 SHARED_SCHEMA = (
-    Path(__file__).resolve().parents[2] / "shared" / "sendgrid" / "mail_send_request.schema.json"
+    Path(__file__).resolve().parents[3] / "shared" / "sendgrid" / "mail_send_request.schema.json"
 )
 
 
@@ -57,7 +57,7 @@ SHARED_SCHEMA_SHA256 = "cf1af9fa212fe349eb38b44a32cf529dbffccddfaa727ea59bb1553d
 
 
 def test_the_packaged_schema_is_the_shared_one() -> None:
-    packaged = resources.files("nurture.testing").joinpath("mail_send_request.schema.json")
+    packaged = resources.files("nurture.testing.sendgrid").joinpath("mail_send_request.schema.json")
     assert hashlib.sha256(packaged.read_bytes()).hexdigest() == SHARED_SCHEMA_SHA256
     if SHARED_SCHEMA.exists():  # beside a checkout of the workspace: compare directly too
         assert load_schema() == json.loads(SHARED_SCHEMA.read_text())

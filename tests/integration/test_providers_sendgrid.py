@@ -14,8 +14,8 @@ from nurture.exceptions import ConfigurationError
 from nurture.mail.messages import Batch, Sender
 from nurture.providers.sendgrid import SendGridProvider
 from nurture.settings import Settings
-from nurture.testing.sendgrid_server import FakeSendGrid
-from tests.providers_contract import Mail, ProviderContract, make_batch, make_recipient
+from nurture.testing.sendgrid import FakeSendGrid
+from tests.integration.providers_contract import Mail, ProviderContract, make_batch, make_recipient
 
 API_KEY = "SG.test-key"
 
