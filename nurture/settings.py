@@ -31,6 +31,19 @@ DEFAULT_DISCRETION_WORDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: Shipped safety wording, in the therapist's voice; localise with ``NURTURE_CRISIS_LINE``
+#: and ``NURTURE_REPLY_POLICY`` (the country's emergency number, who reads replies).
+DEFAULT_CRISIS_LINE = (
+    "This inbox is not watched for emergencies. If you are in danger, or might harm "
+    "yourself or someone else, call your local emergency number (999 or 112 in the UK) "
+    "or go to your nearest emergency department now."
+)
+DEFAULT_REPLY_POLICY = (
+    "I read every reply myself, usually within a few working days. A reply from me "
+    "is not therapy and can't stand in for care from a clinician."
+)
+
+
 def parse_window(value: str) -> tuple[time, time]:
     """``"08:00-20:00"`` -> ``(time(8), time(20))``; raises ``ValueError`` when malformed."""
     match = _WINDOW.match(value)
@@ -78,6 +91,8 @@ class Settings(BaseSettings):
     smtp_ssl: bool = False
     smtp_timeout: float = Field(30.0, gt=0)
     max_send_rate: float = Field(0.0, ge=0)  # emails per second; 0 = no limit
+    # In production, folder or console delivery only with this set (a staging copy).
+    allow_local_delivery: bool = False
     tracking: bool = False
 
     # Identity and links
@@ -94,6 +109,12 @@ class Settings(BaseSettings):
     site_url: str = "https://www.example-practice.com"
     booking_url: str = "https://www.example-practice.com/consultation"
     test_recipient: str | None = None  # default target of `nurture send-test`
+
+    # What the emails promise: safety, replies and the first step (bodies and footers)
+    crisis_line: str = DEFAULT_CRISIS_LINE  # every marketing email and the confirmation
+    reply_policy: str = DEFAULT_REPLY_POLICY  # beside every invitation to reply
+    # A noun phrase that fits "you can book ...": what the practice really offers first.
+    consultation_offer: str = "a first appointment"
 
     # Timing
     timezone: str = "Europe/London"
@@ -172,27 +193,83 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _timings_agree(self) -> Settings:
+        """Timing settings that contradict each other open a way to send twice."""
+        problems = []
+        timeout, timeout_name = (
+            (self.smtp_timeout, "SMTP_TIMEOUT")
+            if self.delivery == "smtp"
+            else (self.sendgrid_timeout, "SENDGRID_TIMEOUT")
+        )
+        # Connect, send and read are each bounded by the timeout: a request may take 3x.
+        if self.delivery in ("sendgrid", "smtp") and self.lease_seconds < 3 * timeout:
+            problems.append(
+                f"NURTURE_LEASE_SECONDS ({self.lease_seconds}) must be at least 3 x "
+                f"NURTURE_{timeout_name} ({timeout:g} s): a slow request would outlive its "
+                "lease and its rows could be sent again"
+            )
+        if self.tick_seconds >= self.lease_seconds:
+            problems.append(
+                f"NURTURE_TICK_SECONDS ({self.tick_seconds}) must be below "
+                f"NURTURE_LEASE_SECONDS ({self.lease_seconds})"
+            )
+        if self.unknown_reconcile_minutes * 60 <= self.lease_seconds:
+            problems.append(
+                f"NURTURE_UNKNOWN_RECONCILE_MINUTES ({self.unknown_reconcile_minutes}) must be "
+                f"longer than NURTURE_LEASE_SECONDS ({self.lease_seconds} s)"
+            )
+        if self.retry_give_up_hours * 3600 <= self.retry_base_seconds:
+            problems.append(
+                f"NURTURE_RETRY_GIVE_UP_HOURS ({self.retry_give_up_hours:g}) must be longer "
+                f"than NURTURE_RETRY_BASE_SECONDS ({self.retry_base_seconds:g} s)"
+            )
+        if problems:
+            raise ValueError("settings contradict each other: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _production_requirements(self) -> Settings:
-        if self.env == "production":
-            missing = [
-                name
-                for name, present in (
-                    ("SECRET_KEYS", bool(self.secret_keys)),
-                    (
-                        "BASE_URL",
-                        "127.0.0.1" not in self.base_url and "localhost" not in self.base_url,
-                    ),
-                    ("FROM_EMAIL", not self.from_email.endswith("@example-practice.com")),
-                    ("POSTAL_ADDRESS", bool(self.postal_address.strip())),
-                )
-                if not present
-            ]
-            if missing:
-                raise ValueError(
-                    "required in production: " + ", ".join(f"NURTURE_{m}" for m in missing)
-                )
-            if self.delivery == "sendgrid" and not self.sendgrid_api_key:
-                raise ValueError("NURTURE_SENDGRID_API_KEY is required when DELIVERY=sendgrid")
+        if self.env != "production":
+            return self
+        missing = [
+            name
+            for name, present in (
+                ("SECRET_KEYS", bool(self.secret_keys)),
+                (
+                    "BASE_URL",
+                    "127.0.0.1" not in self.base_url and "localhost" not in self.base_url,
+                ),
+                ("FROM_EMAIL", not self.from_email.endswith("@example-practice.com")),
+                ("POSTAL_ADDRESS", bool(self.postal_address.strip())),
+                # Emails invite disclosures: each must say where to turn in danger.
+                ("CRISIS_LINE", bool(self.crisis_line.strip())),
+                # Without it the suppression list is keyed by SECRET_KEYS and a rotation
+                # would forget who unsubscribed.
+                ("SUPPRESSION_KEY", self.suppression_key is not None),
+            )
+            if not present
+        ]
+        problems = []
+        if missing:
+            problems.append("required in production: " + ", ".join(f"NURTURE_{m}" for m in missing))
+        short = [i for i, k in enumerate(self.secret_keys) if len(k.get_secret_value()) < 32]
+        if short:
+            # A short key is brute-forced from one token in a fraction of a second.
+            problems.append(
+                "NURTURE_SECRET_KEYS: every key must be at least 32 characters in production "
+                f"(entry {', '.join(str(i + 1) for i in short)} is shorter)"
+            )
+        if not self.base_url.startswith("https://"):
+            problems.append("NURTURE_BASE_URL must start with https:// in production")
+        if self.delivery in ("folder", "console") and not self.allow_local_delivery:
+            problems.append(
+                f"NURTURE_DELIVERY={self.delivery} writes mail locally instead of sending it: "
+                "choose sendgrid or smtp, or set NURTURE_ALLOW_LOCAL_DELIVERY=true"
+            )
+        if self.delivery == "sendgrid" and not self.sendgrid_api_key:
+            problems.append("NURTURE_SENDGRID_API_KEY is required when DELIVERY=sendgrid")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     # Derived values -------------------------------------------------------------

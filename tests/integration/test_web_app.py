@@ -25,12 +25,12 @@ from starlette.routing import Route
 from nurture.mail.messages import Batch, Content, Recipient, Sender
 from nurture.runtime.health import Health
 from nurture.runtime.services import Services, build_services
-from nurture.settings import Settings, load_settings
+from nurture.settings import Settings
 from nurture.store import database
 from nurture.store.schema import metadata
 from nurture.testing import FakeProvider
 from nurture.web.app import create_app
-from tests.web_server import serve_app
+from tests.helpers import production_settings, serve_app
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_dev_mail_refuses_names_outside_the_folder(dev_services: Services) -> No
 
 
 def test_dev_mail_does_not_exist_in_production(tmp_path: Path, sqlite_engine: Engine) -> None:
-    settings = _production_settings(tmp_path)
+    settings = production_settings(tmp_path)
     _write_eml(settings.resolved_mail_dir, "one.eml", "A message", "someone@example.org")
     services = build_services(settings, provider=FakeProvider(), engine=sqlite_engine)
     with serve_app(create_app(services)) as url:
@@ -219,21 +219,6 @@ def test_dev_mail_needs_the_folder_backend(settings: Settings, sqlite_engine: En
     services = build_services(console, provider=FakeProvider(), engine=sqlite_engine)
     with serve_app(create_app(services)) as url:
         assert httpx.get(f"{url}/dev/mail").status_code == 404
-
-
-def _production_settings(tmp_path: Path) -> Settings:
-    root = Path(__file__).resolve().parent.parent
-    return load_settings(
-        env="production",
-        var_dir=tmp_path / "var",
-        campaigns_dir=root / "campaigns",
-        templates_dir=root / "templates",
-        secret_keys="production-key",
-        base_url="https://practice.example.net",
-        from_email="hello@practice.example.net",
-        postal_address="Example Practice, 1 Test Street, Testville",
-        _env_file=None,
-    )
 
 
 # -- error pages ---------------------------------------------------------------

@@ -15,14 +15,14 @@ from sqlalchemy import Engine
 
 from nurture.campaigns import NEWSLETTERS, load_catalogue
 from nurture.runtime.services import Services, build_services
-from nurture.settings import Settings, load_settings
+from nurture.settings import Settings
 from nurture.store import database
 from nurture.store.schema import metadata
 from nurture.testing import FakeProvider
 from nurture.web.app import create_app
-from tests.web_server import serve_app
+from tests.helpers import production_settings, serve_app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -148,28 +148,15 @@ def test_a_broken_file_shows_its_problems_instead_of_crashing(
     assert 'href="/preview/what-i-actually-do/01-welcome"' not in index.text
 
 
-def _production(tmp_path: Path, **overrides: object) -> Settings:
-    return load_settings(
-        env="production",
-        var_dir=tmp_path / "var",
-        campaigns_dir=ROOT / "campaigns",
-        templates_dir=ROOT / "templates",
-        secret_keys="production-key",
-        base_url="https://practice.example.net",
-        from_email="hello@practice.example.net",
-        postal_address="Example Practice, 1 Test Street, Testville",
-        _env_file=None,
-        **overrides,
-    )
-
-
 def _basic(user: str, password: str) -> dict[str, str]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
 
 
 def test_production_preview_needs_basic_auth(tmp_path: Path, sqlite_engine: Engine) -> None:
-    settings = _production(tmp_path, preview_username="therapist", preview_password="s3cret pass")
+    settings = production_settings(
+        tmp_path, preview_username="therapist", preview_password="s3cret pass"
+    )
     services = build_services(settings, provider=FakeProvider(), engine=sqlite_engine)
     paths = ["/preview", "/preview/what-i-actually-do/01-welcome"]
     paths.append("/preview/what-i-actually-do/01-welcome/html")
@@ -199,7 +186,7 @@ def test_production_preview_needs_basic_auth(tmp_path: Path, sqlite_engine: Engi
 def test_production_preview_without_credentials_does_not_exist(
     tmp_path: Path, sqlite_engine: Engine
 ) -> None:
-    settings = _production(tmp_path, preview_username="therapist")  # no password
+    settings = production_settings(tmp_path, preview_username="therapist")  # no password
     services = build_services(settings, provider=FakeProvider(), engine=sqlite_engine)
     with serve_app(create_app(services)) as url:
         assert httpx.get(f"{url}/preview").status_code == 404
