@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(30.0, gt=0)
     retry_give_up_hours: float = Field(48.0, gt=0)
     unknown_reconcile_minutes: int = Field(1440, ge=1)
+    # With webhook traffic flowing: how long after later requests' events an unknown
+    # request may stay silent before it is taken as never accepted and sent again.
+    unknown_event_grace_minutes: int = Field(10, ge=1)
 
     # Subscribers
     confirm_token_days: int = Field(7, ge=1)
@@ -217,6 +220,11 @@ class Settings(BaseSettings):
             problems.append(
                 f"NURTURE_UNKNOWN_RECONCILE_MINUTES ({self.unknown_reconcile_minutes}) must be "
                 f"longer than NURTURE_LEASE_SECONDS ({self.lease_seconds} s)"
+            )
+        if self.unknown_event_grace_minutes >= self.unknown_reconcile_minutes:
+            problems.append(
+                f"NURTURE_UNKNOWN_EVENT_GRACE_MINUTES ({self.unknown_event_grace_minutes}) must "
+                f"be below NURTURE_UNKNOWN_RECONCILE_MINUTES ({self.unknown_reconcile_minutes})"
             )
         if self.retry_give_up_hours * 3600 <= self.retry_base_seconds:
             problems.append(

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, subscribers
+from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, subscribers, webhook_events
 from nurture.store.statuses import OutboxStatus
 from nurture.store.upsert import insert_ignore
 
@@ -377,17 +377,6 @@ def cancel(conn: Connection, ids: Iterable[int], *, now: datetime, reason: str) 
     ).rowcount
 
 
-def cancel_for_subscriber(
-    conn: Connection, subscriber_id: int, *, now: datetime, reason: str
-) -> int:
-    """Cancels everything queued for one subscriber (unsubscribe, suppression, erasure)."""
-    return conn.execute(
-        update(outbox)
-        .where(outbox.c.subscriber_id == subscriber_id, outbox.c.status == OutboxStatus.QUEUED)
-        .values(status=OutboxStatus.CANCELLED, error=reason, lease_until=None, updated_at=now)
-    ).rowcount
-
-
 def expire_leases(conn: Connection, *, now: datetime) -> int:
     """Rows whose worker vanished mid-send: ``sending`` -> ``unknown`` (may have left)."""
     return conn.execute(
@@ -395,6 +384,17 @@ def expire_leases(conn: Connection, *, now: datetime) -> int:
         .where(_IN_FLIGHT, outbox.c.status == OutboxStatus.SENDING, outbox.c.lease_until < now)
         .values(status=OutboxStatus.UNKNOWN, lease_until=None, updated_at=now)
     ).rowcount
+
+
+def in_flight(conn: Connection, outbox_id: int) -> Any:
+    """The row's ``subscriber_id``, ``kind``, ``campaign`` and ``step`` while it is still
+    ``sending`` or ``unknown``; ``None`` once settled (evidence of a send came twice)."""
+    return conn.execute(
+        select(outbox.c.subscriber_id, outbox.c.kind, outbox.c.campaign, outbox.c.step).where(
+            outbox.c.id == outbox_id,
+            outbox.c.status.in_((OutboxStatus.SENDING, OutboxStatus.UNKNOWN)),
+        )
+    ).first()
 
 
 def unknown_rows(
@@ -429,25 +429,20 @@ def unknown_rows(
     return list(conn.execute(query))
 
 
-def counts_by_status(conn: Connection) -> dict[str, int]:
-    return dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())
+def latest_request_with_events(
+    conn: Connection, *, received_by: datetime, since: datetime
+) -> datetime | None:
+    """The latest send time, after ``since``, of a row whose provider events arrived by
+    ``received_by``: evidence that requests sent up to then were accepted and reported.
 
-
-def due_preview(conn: Connection, *, now: datetime, limit: int = 50) -> list[Any]:
-    """Queued rows due by ``now`` (for ``tick --dry-run``), with the subscriber's address."""
-    return list(
-        conn.execute(
-            select(
-                outbox.c.id,
-                outbox.c.kind,
-                outbox.c.campaign,
-                outbox.c.step,
-                outbox.c.due_at,
-                subscribers.c.email,
-            )
-            .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-            .where(_QUEUED, outbox.c.due_at <= now)
-            .order_by(outbox.c.due_at, outbox.c.id)
-            .limit(limit)
+    Only asked when rows are ``unknown`` (rare), so a scan of recent events is fine.
+    """
+    return conn.execute(
+        select(func.max(outbox.c.sent_at))
+        .select_from(webhook_events.join(outbox, outbox.c.id == webhook_events.c.outbox_id))
+        .where(
+            webhook_events.c.received_at <= received_by,
+            webhook_events.c.received_at >= since,
+            outbox.c.sent_at > since,
         )
-    )
+    ).scalar()
