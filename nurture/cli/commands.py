@@ -14,6 +14,7 @@ from nurture.clock import utcnow
 from nurture.delivery import planning
 from nurture.logs import mask_email
 from nurture.providers.base import Outcome
+from nurture.runtime.signals import StopSignals
 from nurture.settings import Settings
 from nurture.store import database
 
@@ -27,12 +28,21 @@ def _engine(settings: Settings) -> Engine:
     return database.make_engine(settings.resolved_database_url)
 
 
-def serve(settings: Settings, *, host: str, port: int, web: bool, scheduler: bool) -> int:
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    web: bool,
+    scheduler: bool,
+    signals: StopSignals | None = None,
+) -> int:
     from nurture.runtime.server import serve as run
     from nurture.runtime.services import build_services
 
     database.upgrade(settings.resolved_database_url)
-    return run(build_services(settings), host=host, port=port, web=web, scheduler=scheduler)
+    services = build_services(settings)
+    return run(services, host=host, port=port, web=web, scheduler=scheduler, signals=signals)
 
 
 def check(settings: Settings) -> int:
@@ -60,7 +70,7 @@ def preview(settings: Settings, campaign: str, step: str | None, out: Path | Non
 
 def send_test(settings: Settings, campaign: str, step: str, to: str) -> int:
     from nurture.campaigns import load_catalogue
-    from nurture.mail.messages import Batch, Sender
+    from nurture.mail.messages import Batch
     from nurture.mail.recipients import RecipientFactory
     from nurture.mail.tokens import Tokens
     from nurture.providers import make_provider
@@ -68,19 +78,14 @@ def send_test(settings: Settings, campaign: str, step: str, to: str) -> int:
 
     catalogue = load_catalogue(settings)
     content = Renderer(settings, catalogue).compile(campaign, step)
-    found = catalogue.campaigns.get(campaign)
     recipient = RecipientFactory(settings, Tokens.from_settings(settings)).marketing(
         email=to,
         public_id="test-send",  # no such subscriber: its links open the "invalid link" page
         first_name=None,
-        fallback=found.first_name_fallback if found else "there",
+        fallback=catalogue.first_name_fallback(campaign),
         outbox_id=None,
     )
-    sender = Sender(
-        settings.from_email,
-        found.from_name if found and found.from_name else settings.from_name,
-        settings.reply_to,
-    )
+    sender = catalogue.sender(campaign, settings)
     results = make_provider(settings).send(
         Batch(content, sender, [recipient], subject_prefix="[TEST] ")
     )

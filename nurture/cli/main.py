@@ -12,11 +12,14 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nurture import logs
-from nurture.cli import commands
 from nurture.exceptions import CampaignError, ConfigurationError, NurtureError
-from nurture.settings import Settings, load_settings
+from nurture.runtime.signals import StopSignals
+
+if TYPE_CHECKING:
+    from nurture.settings import Settings
 
 log = logging.getLogger("nurture.cli.main")
 
@@ -79,6 +82,10 @@ def _instant(value: str) -> datetime:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Caught from here on: a stop during start-up exits 0 too (see runtime.signals).
+    signals = StopSignals().install() if args.command == "serve" else None
+    from nurture.settings import load_settings  # imported after: it takes a while
+
     try:
         settings = load_settings()
     except ConfigurationError as exc:
@@ -86,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_format)
     try:
-        return _run(args, settings)
+        return _run(args, settings, signals)
     except ConfigurationError as exc:
         print(f"nurture: {exc}", file=sys.stderr)
         return 2
@@ -98,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def _run(args: argparse.Namespace, settings: Settings, signals: StopSignals | None) -> int:
+    from nurture.cli import commands
+
     match args.command:
         case "serve":
             return commands.serve(
@@ -107,6 +116,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 port=args.port,
                 web=not args.no_web,
                 scheduler=not args.no_scheduler,
+                signals=signals,
             )
         case "check":
             return commands.check(settings)

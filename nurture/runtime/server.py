@@ -8,67 +8,56 @@ the dispatcher to finish the batch in flight, wait for the running job, and exit
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from datetime import UTC, timedelta
-from types import FrameType
+from datetime import UTC
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from nurture.clock import utcnow
-from nurture.runtime import jobs
+from nurture.runtime.schedule import JOB_DEFAULTS, schedule
 from nurture.runtime.services import Services
+from nurture.runtime.signals import StopSignals
 
 log = logging.getLogger(__name__)
-HOUSEKEEPING_MINUTES = 5
 
 
 def make_scheduler(services: Services) -> BackgroundScheduler:
-    """The job schedule. coalesce + max_instances=1: a slow pass is never run twice at once,
-    and passes missed while one ran are folded into a single catch-up run."""
-    scheduler = BackgroundScheduler(
-        timezone=UTC,
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
-    )
+    """An APScheduler running the jobs of :func:`nurture.runtime.schedule.schedule`."""
+    scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
     now = utcnow()
-    # plan and dispatch are separate jobs, run side by side by the thread pool: a long
-    # newsletter pass never holds up planning (nor the health check that watches it).
-    for job, offset in ((jobs.plan, 0), (jobs.dispatch, 1)):
+    for job in schedule(services.settings):
         scheduler.add_job(
-            job,
+            job.run,
             "interval",
             args=[services],
-            seconds=services.settings.tick_seconds,
-            id=job.__name__,
-            next_run_time=now + timedelta(seconds=offset),
+            seconds=job.every.total_seconds(),
+            id=job.name,
+            next_run_time=now + job.first_after,
         )
-    scheduler.add_job(
-        jobs.housekeeping,
-        "interval",
-        args=[services],
-        minutes=HOUSEKEEPING_MINUTES,
-        id="housekeeping",
-        next_run_time=now + timedelta(seconds=5),
-    )
     return scheduler
 
 
 def serve(
-    services: Services, *, host: str, port: int, web: bool = True, scheduler: bool = True
+    services: Services,
+    *,
+    host: str,
+    port: int,
+    web: bool = True,
+    scheduler: bool = True,
+    signals: StopSignals | None = None,
 ) -> int:
-    """Runs until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
-    stop = threading.Event()
+    """Runs until SIGTERM/SIGINT; returns the exit status (0 after a clean stop).
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        # uvicorn captures the signal while it runs and raises it again once it has
-        # shut down; landing here then means "stop the rest too", not "die now".
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-        services.dispatcher.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    ``signals`` were installed when the command started: a stop that arrived during
+    start-up ends the service here, before it serves anything.
+    """
+    signals = signals or StopSignals().install()
+    signals.on_stop(services.dispatcher.request_stop)
+    if signals.stopped:
+        services.engine.dispose()
+        log.info("stopped before starting")
+        return 0
+    stop = signals.event
 
     sched = make_scheduler(services) if scheduler else None
     if sched:
@@ -88,6 +77,8 @@ def serve(
                 timeout_graceful_shutdown=10,
             )
             server = uvicorn.Server(config)
+            # A stop that came while the app was being built: uvicorn never saw it.
+            signals.on_stop(lambda: setattr(server, "should_exit", True))
             log.info("web listening", extra={"host": host, "port": port})
             server.run()
         else:

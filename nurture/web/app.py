@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nurture import metrics
 from nurture.runtime.services import Services
 from nurture.web import devmail, errors, ops, preview, subscriber, webhooks
+from nurture.web.pages import Pages
 
 #: Sent with every answer unless a route set its own. Links in emails carry tokens in
 #: their path, so no page may pass its URL on as a Referer.
@@ -34,10 +35,11 @@ def create_app(services: Services) -> Starlette:
     Raises ``ConfigurationError`` at once when a configured key cannot be used.
     """
     metrics.watch_queue(services.engine)
+    pages = Pages(services)
     routes: list[BaseRoute] = [
-        *subscriber.routes(services),
-        *ops.routes(services),
-        *preview.routes(services),
+        *subscriber.routes(),
+        *ops.routes(),
+        *preview.routes(),
         *devmail.routes(services),
         *webhooks.routes(services),
     ]
@@ -55,6 +57,7 @@ def create_app(services: Services) -> Starlette:
         },
     )
     app.state.services = services
+    app.state.pages = pages
     return app
 
 

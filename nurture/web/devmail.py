@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nurture.runtime.services import Services
+from nurture.settings import Settings
 from nurture.web.errors import error_response
 from nurture.web.templating import get_templates
 
@@ -111,43 +112,51 @@ def _part(message: EmailMessage, subtype: str) -> str:
     return content if isinstance(content, str) else ""
 
 
+def mail_list(request: Request) -> Response:
+    """``GET /dev/mail``: the newest messages in the mail folder."""
+    settings = _settings(request)
+    folder = settings.resolved_mail_dir
+    return get_templates(settings).TemplateResponse(
+        request,
+        "operator/mail_list.html",
+        {"messages": list_messages(folder), "folder": str(folder), "limit": LIST_LIMIT},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def mail_message(request: Request) -> Response:
+    """``GET /dev/mail/{name}``: one message, its headers, text and HTML."""
+    settings = _settings(request)
+    path = message_path(settings.resolved_mail_dir, request.path_params["name"])
+    try:
+        message = read_message(path) if path else None
+    except OSError:  # removed since it was found
+        message = None
+    if path is None or message is None:
+        return error_response(request, 404)
+    return get_templates(settings).TemplateResponse(
+        request,
+        "operator/mail_message.html",
+        {
+            "name": path.name,
+            "subject": str(message.get("Subject", "")),
+            "headers": [(key, str(value)) for key, value in message.items()],
+            "text": _part(message, "plain"),
+            "html": _part(message, "html"),
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _settings(request: Request) -> Settings:
+    services: Services = request.app.state.services
+    return services.settings
+
+
 def routes(services: Services) -> list[BaseRoute]:
     """The ``/dev/mail`` routes, or none at all when not :func:`enabled`."""
     if not enabled(services):
         return []
-    settings = services.settings
-    templates = get_templates(settings)
-
-    def mail_list(request: Request) -> Response:
-        folder = settings.resolved_mail_dir
-        return templates.TemplateResponse(
-            request,
-            "operator/mail_list.html",
-            {"messages": list_messages(folder), "folder": str(folder), "limit": LIST_LIMIT},
-            headers={"Cache-Control": "no-store"},
-        )
-
-    def mail_message(request: Request) -> Response:
-        path = message_path(settings.resolved_mail_dir, request.path_params["name"])
-        try:
-            message = read_message(path) if path else None
-        except OSError:  # removed since it was found
-            message = None
-        if path is None or message is None:
-            return error_response(request, 404)
-        return templates.TemplateResponse(
-            request,
-            "operator/mail_message.html",
-            {
-                "name": path.name,
-                "subject": str(message.get("Subject", "")),
-                "headers": [(key, str(value)) for key, value in message.items()],
-                "text": _part(message, "plain"),
-                "html": _part(message, "html"),
-            },
-            headers={"Cache-Control": "no-store"},
-        )
-
     return [
         Route("/dev/mail", mail_list, methods=["GET"], name="dev_mail"),
         Route("/dev/mail/{name}", mail_message, methods=["GET"], name="dev_mail_message"),

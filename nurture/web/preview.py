@@ -184,90 +184,101 @@ def _neighbours(catalogue: Catalogue, campaign: str, slug: str) -> tuple[str | N
     return before, after
 
 
-def routes(services: Services) -> list[BaseRoute]:
+def index(request: Request) -> Response:
+    """``GET /preview``: every email, and what ``nurture check`` says about the files."""
+    settings = _settings(request)
+    denied = authorise(request, settings)
+    if denied:
+        return denied
+    catalogue = load(settings)
+    context: dict[str, Any] = {
+        "problems": problems(settings),
+        "loaded": catalogue is not None,
+        "campaigns": [],
+        "newsletters": [],
+    }
+    if catalogue is not None:
+        context.update(index_entries(catalogue, settings))
+    return get_templates(settings).TemplateResponse(
+        request, "operator/preview_index.html", context, headers=_OPERATOR_HEADERS
+    )
+
+
+def step_page(request: Request) -> Response:
+    """``GET /preview/{campaign}/{step}``: one email at two widths, with its text part."""
+    settings = _settings(request)
+    denied = authorise(request, settings)
+    if denied:
+        return denied
+    campaign, slug = request.path_params["campaign"], request.path_params["step"]
+    catalogue = load(settings)
+    if catalogue is None:
+        return index(request)
+    item = _find(catalogue, campaign, slug)
+    if item is None:
+        return error_response(request, 404)
+    before, after = _neighbours(catalogue, campaign, slug)
+    if isinstance(item, Newsletter):
+        campaign_name, when = "Newsletter", _newsletter_when(item, settings)
+    else:
+        campaign_name, when = catalogue.campaign(campaign).name, humanise_delay(item.delay)
+    sender = sender_for(settings, catalogue, campaign)
+    context: dict[str, Any] = {
+        "campaign": campaign,
+        "campaign_name": campaign_name,
+        "slug": slug,
+        "subject": item.subject,
+        "preheader": item.preheader,
+        "from_name": sender.name,
+        "from_email": sender.email,
+        "when": when,
+        "previous": before,
+        "next": after,
+        "widths": WIDTHS,
+        "text": None,
+        "problem": None,
+    }
+    try:
+        content = Renderer(settings, catalogue).compile(campaign, slug)
+    except NurtureError as exc:
+        context["problem"] = str(exc)
+    else:
+        values = sample_values(settings, catalogue, campaign)
+        context["text"] = content.personalise(values)[1]
+    return get_templates(settings).TemplateResponse(
+        request, "operator/preview_step.html", context, headers=_OPERATOR_HEADERS
+    )
+
+
+def step_html(request: Request) -> Response:
+    """``GET /preview/{campaign}/{step}/html``: the email's HTML as the sample gets it."""
+    settings = _settings(request)
+    denied = authorise(request, settings)
+    if denied:
+        return denied
+    campaign, slug = request.path_params["campaign"], request.path_params["step"]
+    catalogue = load(settings)
+    if catalogue is None:
+        return index(request)
+    if _find(catalogue, campaign, slug) is None:
+        return error_response(request, 404)
+    try:
+        content = Renderer(settings, catalogue).compile(campaign, slug)
+    except NurtureError as exc:
+        return error_response(request, 500, str(exc), headers=_OPERATOR_HEADERS)
+    html = content.personalise(sample_values(settings, catalogue, campaign))[0]
+    # The email is our own output, but it has no business running scripts.
+    headers = {**_OPERATOR_HEADERS, "Content-Security-Policy": "script-src 'none'"}
+    return HTMLResponse(html, headers=headers)
+
+
+def _settings(request: Request) -> Settings:
+    services: Services = request.app.state.services
+    return services.settings
+
+
+def routes() -> list[BaseRoute]:
     """The preview routes: the index, a page per email and the email's raw HTML."""
-    settings = services.settings
-    templates = get_templates(settings)
-
-    def index(request: Request) -> Response:
-        denied = authorise(request, settings)
-        if denied:
-            return denied
-        catalogue = load(settings)
-        context: dict[str, Any] = {
-            "problems": problems(settings),
-            "loaded": catalogue is not None,
-            "campaigns": [],
-            "newsletters": [],
-        }
-        if catalogue is not None:
-            context.update(index_entries(catalogue, settings))
-        return templates.TemplateResponse(
-            request, "operator/preview_index.html", context, headers=_OPERATOR_HEADERS
-        )
-
-    def step_page(request: Request) -> Response:
-        denied = authorise(request, settings)
-        if denied:
-            return denied
-        campaign, slug = request.path_params["campaign"], request.path_params["step"]
-        catalogue = load(settings)
-        if catalogue is None:
-            return index(request)
-        item = _find(catalogue, campaign, slug)
-        if item is None:
-            return error_response(request, 404)
-        before, after = _neighbours(catalogue, campaign, slug)
-        if isinstance(item, Newsletter):
-            campaign_name, when = "Newsletter", _newsletter_when(item, settings)
-        else:
-            campaign_name, when = catalogue.campaign(campaign).name, humanise_delay(item.delay)
-        sender = sender_for(settings, catalogue, campaign)
-        context: dict[str, Any] = {
-            "campaign": campaign,
-            "campaign_name": campaign_name,
-            "slug": slug,
-            "subject": item.subject,
-            "preheader": item.preheader,
-            "from_name": sender.name,
-            "from_email": sender.email,
-            "when": when,
-            "previous": before,
-            "next": after,
-            "widths": WIDTHS,
-            "text": None,
-            "problem": None,
-        }
-        try:
-            content = Renderer(settings, catalogue).compile(campaign, slug)
-        except NurtureError as exc:
-            context["problem"] = str(exc)
-        else:
-            values = sample_values(settings, catalogue, campaign)
-            context["text"] = content.personalise(values)[1]
-        return templates.TemplateResponse(
-            request, "operator/preview_step.html", context, headers=_OPERATOR_HEADERS
-        )
-
-    def step_html(request: Request) -> Response:
-        denied = authorise(request, settings)
-        if denied:
-            return denied
-        campaign, slug = request.path_params["campaign"], request.path_params["step"]
-        catalogue = load(settings)
-        if catalogue is None:
-            return index(request)
-        if _find(catalogue, campaign, slug) is None:
-            return error_response(request, 404)
-        try:
-            content = Renderer(settings, catalogue).compile(campaign, slug)
-        except NurtureError as exc:
-            return error_response(request, 500, str(exc), headers=_OPERATOR_HEADERS)
-        html = content.personalise(sample_values(settings, catalogue, campaign))[0]
-        # The email is our own output, but it has no business running scripts.
-        headers = {**_OPERATOR_HEADERS, "Content-Security-Policy": "script-src 'none'"}
-        return HTMLResponse(html, headers=headers)
-
     return [
         Route("/preview", index, methods=["GET"], name="preview_index"),
         Route("/preview/{campaign}/{step}", step_page, methods=["GET"], name="preview_step"),

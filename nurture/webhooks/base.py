@@ -1,12 +1,16 @@
 """Provider webhooks: verify the request, then parse it into normalised delivery events.
 
-Modelled on django-anymail's webhook views. A provider subclass of :class:`Webhook`
-fills two hooks: :meth:`Webhook.verify_request` checks the request came from the provider
-(signature, freshness) and :meth:`Webhook.parse` turns the body into
-:class:`DeliveryEvent` objects that keep the provider's event as received.
-:meth:`Webhook.process` runs both in that order, so nothing is parsed, let alone
-applied, from a request that failed verification. Applying events (marking outbox
-rows, suppressing addresses) is the caller's job; these classes touch no database.
+Modelled on django-anymail's webhook views: the base class owns the order, each provider
+fills two hooks. :meth:`Webhook.verify_request` checks the request came from the
+provider (signature, freshness; in constant time) and :meth:`Webhook.parse` turns the
+body into :class:`DeliveryEvent` objects that keep the provider's event as received.
+:meth:`Webhook.process` is the one call a web endpoint makes: it verifies, and only
+then parses, so nothing is parsed, let alone applied, from a request that failed
+verification. Its two failures are told apart because they are answered differently:
+:class:`~nurture.exceptions.WebhookError` (not from the provider: refuse) and its
+subclass :class:`MalformedWebhook` (from the provider but unreadable). Applying events
+(marking outbox rows, suppressing addresses) is the caller's job; these classes touch
+no database.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from nurture.exceptions import WebhookError
 
 EventKind = Literal[
     "processed",
@@ -74,8 +80,15 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+class MalformedWebhook(WebhookError):
+    """A verified webhook body could not be read."""
+
+
 class Webhook(ABC):
-    """A provider's webhook: subclasses implement :meth:`verify_request` and :meth:`parse`."""
+    """A provider's webhook: subclasses implement :meth:`verify_request` and :meth:`parse`.
+
+    Callers use :meth:`process`, never the two hooks one by one.
+    """
 
     #: The provider's name, for logs and metrics.
     name: str = "base"
@@ -95,6 +108,18 @@ class Webhook(ABC):
     def process(
         self, body: bytes, headers: Mapping[str, str], *, now: datetime
     ) -> list[DeliveryEvent]:
-        """Verifies the request, then parses it: the one call a web endpoint makes."""
+        """The events of a request: verified, then parsed. The one call a web endpoint makes.
+
+        ``body`` is the raw request body and ``headers`` the request's headers (any
+        letter case). Raises :class:`MalformedWebhook` when a verified body cannot be
+        parsed, and :class:`~nurture.exceptions.WebhookError` when the request fails
+        verification; catch the first before the second.
+        """
         self.verify_request(body, headers, now=now)
-        return self.parse(body)
+        try:
+            return self.parse(body)
+        except MalformedWebhook:
+            raise
+        except WebhookError as exc:
+            # Parsers raise plain WebhookError; say which step failed, keeping the context.
+            raise MalformedWebhook(exc.message, **exc.context) from exc
