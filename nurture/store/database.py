@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,7 +40,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(parsed.database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Created owner-only before SQLite opens it: it holds addresses and names.
+            # SQLite gives its -wal and -shm files the same mode.
+            path.touch(mode=0o600, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -81,6 +85,11 @@ def reading(engine: Engine) -> Iterator[Connection]:
     """
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
         yield conn
+
+
+def ping(conn: Connection) -> None:
+    """Raises unless the database answers a trivial query."""
+    conn.execute(text("select 1"))
 
 
 def alembic_config(url: str) -> Config:

@@ -7,6 +7,8 @@ traceback, whatever the environment.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -18,6 +20,7 @@ from nurture import metrics
 from nurture.runtime.services import Services
 from nurture.web import devmail, errors, ops, preview, subscriber, webhooks
 from nurture.web.pages import Pages
+from nurture.web.ratelimit import FailureLock
 
 #: Sent with every answer unless a route set its own. Links in emails carry tokens in
 #: their path, so no page may pass its URL on as a Referer.
@@ -48,7 +51,7 @@ def create_app(services: Services) -> Starlette:
         routes=routes,
         # Outermost first: the 500 page made by the catch-all gets the headers too.
         middleware=[
-            Middleware(SecurityHeadersMiddleware),
+            Middleware(SecurityHeadersMiddleware, base_url=services.settings.base_url),
             Middleware(errors.CatchAllMiddleware),
         ],
         exception_handlers={
@@ -58,14 +61,23 @@ def create_app(services: Services) -> Starlette:
     )
     app.state.services = services
     app.state.pages = pages
+    app.state.login_failures = FailureLock()  # shared by every login form of this app
     return app
 
 
 class SecurityHeadersMiddleware:
-    """Adds :data:`SECURITY_HEADERS` to every HTTP answer that does not set them itself."""
+    """Adds :data:`SECURITY_HEADERS` to every HTTP answer that does not set them itself,
+    and points every absolute redirect at ``BASE_URL``'s origin.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Starlette builds redirects (``/preview/`` -> ``/preview``) from the request's
+    ``Host`` header, which the client chooses: a forged one would send a visitor, or a
+    cache in front of us, to another site. Only our own origin may appear there.
+    """
+
+    def __init__(self, app: ASGIApp, *, base_url: str) -> None:
         self.app = app
+        origin = urlsplit(base_url)
+        self.scheme, self.netloc = origin.scheme, origin.netloc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,6 +89,10 @@ class SecurityHeadersMiddleware:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                location = headers.get("location")
+                if location and urlsplit(location).netloc:
+                    target = urlsplit(location)._replace(scheme=self.scheme, netloc=self.netloc)
+                    headers["location"] = urlunsplit(target)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

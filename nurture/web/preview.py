@@ -19,6 +19,7 @@ import base64
 import binascii
 import hmac
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from nurture.rendering.preview import sample_recipient, sender_for
 from nurture.runtime.services import Services
 from nurture.settings import Settings
 from nurture.web.errors import error_response
+from nurture.web.ratelimit import FailureLock, rate_key
 from nurture.web.templating import get_templates
 
 logger = logging.getLogger(__name__)
@@ -84,12 +86,21 @@ def authorise(request: Request, settings: Settings) -> Response | None:
     password = settings.preview_password.get_secret_value() if settings.preview_password else ""
     if not username or not password:
         return error_response(request, 404)
+    failures: FailureLock = request.app.state.login_failures
+    client = rate_key(request.client.host if request.client else "unknown")
+    wait = failures.locked(client)
+    if wait is not None:
+        # Locked out: the password is not even compared until the lock ages out.
+        return error_response(request, 429, headers={"Retry-After": str(wait)})
     given_user, given_password = _basic_credentials(request.headers.get("authorization", ""))
     # Both compared every time, in constant time, so timing tells nothing about either.
     user_ok = hmac.compare_digest(given_user.encode(), username.encode())
     password_ok = hmac.compare_digest(given_password.encode(), password.encode())
     if user_ok and password_ok:
+        failures.succeeded(client)
         return None
+    if given_user or given_password:  # a browser's first, credential-less try is free
+        time.sleep(failures.failed(client))  # a worker thread: the event loop runs on
     return error_response(request, 401, headers={"WWW-Authenticate": _REALM})
 
 

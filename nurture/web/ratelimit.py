@@ -70,6 +70,23 @@ class SlidingWindow:
                 self._hits.popitem(last=False)
             return None
 
+    def peek(self, key: str) -> tuple[int, int | None]:
+        """Hits of ``key`` in the window now, and the whole seconds until it may hit
+        again (``None``: it may now), without counting a hit."""
+        now = self.clock()
+        with self._lock:
+            hits = self._hits.get(key)
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            count = len(hits) if hits else 0
+            if hits and count >= self.limit:
+                return count, max(1, math.ceil(hits[0] + self.window - now))
+            return count, None
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._hits.pop(key, None)
+
 
 def rate_key(address: str) -> str:
     """The key a client is counted under: its IPv4 address, or the /64 of its IPv6 one.
@@ -131,3 +148,39 @@ def client_ip(request: Request, trusted: Sequence[Network]) -> str:
             except ValueError:
                 return peer  # garbage from a client: fall back to the proxy's own view
     return chain[0] if chain else peer
+
+
+class FailureLock:
+    """Repeated failed logins from one client: each failure past ``free`` is answered
+    more slowly, and ``limit`` failures within ``window`` seconds lock the client out
+    until the oldest of them ages out. A success clears the client's record.
+
+    Guessing a password online then costs hours for a handful of tries, while a person
+    who mistypes twice notices nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        free: int = 3,
+        limit: int = 10,
+        window: float = 900.0,
+        max_delay: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free = free
+        self.max_delay = max_delay
+        self._failures = SlidingWindow(limit, window, clock=clock)
+
+    def locked(self, key: str) -> int | None:
+        """Whole seconds until ``key`` may try again, or ``None`` when it may now."""
+        return self._failures.peek(key)[1]
+
+    def failed(self, key: str) -> float:
+        """Records a failure; returns the seconds to wait before answering it."""
+        self._failures.hit(key)
+        count = self._failures.peek(key)[0]
+        return 0.0 if count <= self.free else min(self.max_delay, 0.25 * 2 ** (count - self.free))
+
+    def succeeded(self, key: str) -> None:
+        self._failures.forget(key)
