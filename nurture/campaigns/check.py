@@ -31,6 +31,12 @@ __all__ = ["Problem", "check", "exit_status"]
 
 MAX_SUBJECT = 70
 MAX_PREHEADER = 150
+#: Words by which a body invites the reader to write back (``reply_policy`` itself is
+#: one word with its underscore, so it never matches).
+INVITES_REPLY = re.compile(
+    r"\b(reply|replies|replying|write back|writing back|write to me|email me)\b", re.IGNORECASE
+)
+_PLACES_POLICY = re.compile(r"\{\{-?\s*reply_policy\b")
 _KNOWN = ", ".join(
     [v for v in templates.VARIABLES if v != "links"] + [f"links.{n}" for n in templates.LINKS]
 )
@@ -42,7 +48,7 @@ def check(settings: Settings) -> list[Problem]:
     catalogue = read_catalogue(settings, problems)
     for campaign in catalogue.campaigns.values():
         words = [*settings.discretion_words, *campaign.discretion_words]
-        from_name = campaign.from_name or settings.from_name
+        from_name = catalogue.from_name(campaign.slug, settings.from_name)
         origin = "" if campaign.from_name else " (NURTURE_FROM_NAME)"
         line = _key_line(campaign.path, "from_name")
         _discretion(problems, campaign.path, line, f"From name{origin}", from_name, words)
@@ -51,7 +57,8 @@ def check(settings: Settings) -> list[Problem]:
     for newsletter in catalogue.newsletters.values():
         words = list(settings.discretion_words)
         label = "From name (NURTURE_FROM_NAME)"
-        _discretion(problems, newsletter.path, 1, label, settings.from_name, words)
+        from_name = catalogue.from_name(NEWSLETTERS, settings.from_name)
+        _discretion(problems, newsletter.path, 1, label, from_name, words)
         _check_item(problems, settings, newsletter, words)
     layouts_ok = _check_layouts(problems, settings)
     if layouts_ok and not problems.errors:
@@ -101,6 +108,28 @@ def _check_item(
     rendered = _check_body(problems, settings, item)
     if rendered is not None:
         _check_links(problems, item, rendered)
+    _check_reply_policy(problems, settings, item)
+
+
+def _check_reply_policy(problems: Problems, settings: Settings, item: Step | Newsletter) -> None:
+    """Warns where a body invites replies without saying who reads them, and how soon."""
+    invitation = INVITES_REPLY.search(item.body)
+    if invitation is None:
+        return
+    line = item.body_line + item.body.count("\n", 0, invitation.start())
+    if not settings.reply_policy.strip():
+        problems.warning(
+            item.path,
+            line,
+            "this email invites replies but no reply policy is configured: set "
+            "NURTURE_REPLY_POLICY (who reads replies, how soon, that a reply is not therapy)",
+        )
+    elif not _PLACES_POLICY.search(item.body):
+        problems.warning(
+            item.path,
+            line,
+            "this email invites replies: put {{ reply_policy }} near the invitation",
+        )
 
 
 def _check_body(problems: Problems, settings: Settings, item: Step | Newsletter) -> str | None:

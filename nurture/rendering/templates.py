@@ -20,8 +20,18 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.settings import Settings
 
-#: What a body may use. ``links`` holds :data:`LINKS`.
-VARIABLES = ("first_name", "therapist_name", "practice_name", "links")
+#: What a body may use. ``links`` holds :data:`LINKS`; the last three are the settings
+#: ``CRISIS_LINE``, ``REPLY_POLICY`` and ``CONSULTATION_OFFER``, so the practice words
+#: them once and no email promises what it does not offer.
+VARIABLES = (
+    "first_name",
+    "therapist_name",
+    "practice_name",
+    "links",
+    "crisis_line",
+    "reply_policy",
+    "consultation_offer",
+)
 LINKS = ("article", "booking", "site")
 #: Stands in for the recipient's first name until after Markdown (letters only, so no
 #: Markdown syntax can touch it).
@@ -52,6 +62,9 @@ def body_context(
         "first_name": first_name,
         "therapist_name": settings.therapist_name,
         "practice_name": settings.practice_name,
+        "crisis_line": settings.crisis_line,
+        "reply_policy": settings.reply_policy,
+        "consultation_offer": settings.consultation_offer,
         "links": {
             "article": article_url,
             "booking": settings.booking_url,
@@ -82,7 +95,15 @@ def layout_environment(settings: Settings) -> Environment:
         lstrip_blocks=True,
     )
     env.filters["lines"] = _lines
+    # Every layout's footer shows these; globals keep each caller's context unchanged.
+    env.globals["crisis_line"] = settings.crisis_line
+    env.globals["site_name"] = site_name(settings.site_url)
     return env
+
+
+def site_name(url: str) -> str:
+    """``https://www.example-practice.com/x`` -> ``www.example-practice.com``."""
+    return url.split("://", 1)[-1].split("/", 1)[0]
 
 
 def _lines(value: str) -> list[str]:

@@ -15,7 +15,7 @@ from nurture.exceptions import CampaignError
 from nurture.rendering.preview import SAMPLE_TOKEN, write_preview
 from nurture.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_every_email_is_complete(
     html = parts[1].get_content()
     assert unsubscribe in text
     assert settings.postal_address in text
-    assert "Hi Sam," in text
+    assert "Sam," in text  # the sample first name, however the greeting is worded
     for body in (text, html):
         assert "{{" not in body and "{%" not in body and "%%" not in body
     parser = _Strict()

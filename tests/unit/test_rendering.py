@@ -13,7 +13,8 @@ from jinja2.exceptions import SecurityError
 from nurture.campaigns import NEWSLETTERS, Catalogue, load_catalogue
 from nurture.exceptions import CampaignError, RenderError
 from nurture.mail.messages import Batch, Recipient, Sender
-from nurture.rendering import Renderer, compiler, first_name_value, markdown
+from nurture.mail.recipients import first_name_value
+from nurture.rendering import Renderer, compiler, markdown
 from nurture.settings import Settings
 
 CAMPAIGN, STEP = "what-i-actually-do", "01-welcome"
@@ -127,7 +128,7 @@ def test_compiled_step(renderer: Renderer, settings: Settings, catalogue: Catalo
     assert settings.postal_address in content.text
     assert "Example Practice, 1 Test Street, Testville" in content.html
     assert step.preheader in unescape(content.html)
-    why = "signed up after reading “What I Actually Do as a Sex Therapist”"
+    why = "signed up for these letters after reading an article on www.example-practice.com"
     assert why in _flat(content.text) and why in _flat(content.html)
     assert "not medical advice" in _flat(content.text) and "not medical advice" in content.html
     assert catalogue.campaigns[CAMPAIGN].article_url in content.text
