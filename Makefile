@@ -36,6 +36,7 @@ test: install lint typecheck
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m benchmarks.hot_paths
 	$(BIN)/python -m benchmarks.newsletter --n $(N)
 
 clean:

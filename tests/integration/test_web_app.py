@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from nurture.mail.messages import Batch, Content, Recipient, Sender
 from nurture.runtime.health import Health
 from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings
-from nurture.store import database
-from nurture.store.schema import metadata
 from nurture.testing import FakeProvider
 from nurture.web.app import create_app
 from tests.helpers import production_settings, serve_app
@@ -36,15 +33,6 @@ from tests.helpers import production_settings, serve_app
 @pytest.fixture
 def services(settings: Settings, engine: Engine) -> Services:
     return build_services(settings, provider=FakeProvider(), engine=engine)
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    """For tests that need a database to exist but never read it."""
-    engine = database.make_engine(f"sqlite:///{tmp_path / 'shell.db'}")
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 # -- /healthz ------------------------------------------------------------------

@@ -16,22 +16,11 @@ from sqlalchemy import Engine
 from nurture.campaigns import NEWSLETTERS, load_catalogue
 from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings
-from nurture.store import database
-from nurture.store.schema import metadata
 from nurture.testing import FakeProvider
 from nurture.web.app import create_app
 from tests.helpers import production_settings, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    # The preview never touches the database; one backend is enough here.
-    engine = database.make_engine(f"sqlite:///{tmp_path / 'preview.db'}")
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

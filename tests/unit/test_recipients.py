@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -183,18 +182,3 @@ class TestMailtoParser:
     )
     def test_anything_else_is_none(self, address: str) -> None:
         assert parse_unsubscribe_mailto(address) is None
-
-
-def test_marketing_is_fast(factory: RecipientFactory) -> None:
-    """Hot path: one call per recipient of a 1M newsletter."""
-    pids = [new_public_id() for _ in range(1000)]
-    marketing = factory.marketing
-    start = time.perf_counter()
-    for _ in range(20):
-        for i, pid in enumerate(pids):
-            marketing(
-                email=ADDRESS, public_id=pid, first_name="Jane", fallback="there", outbox_id=i
-            )
-    rate = 20_000 / (time.perf_counter() - start)
-    print(f"RecipientFactory.marketing: {rate:,.0f} recipients/s")
-    assert rate > 15_000
