@@ -11,8 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nurture.exceptions import CampaignError
+from nurture.mail.messages import Sender
+
+if TYPE_CHECKING:
+    from nurture.settings import Settings
 
 #: The pseudo-campaign under which newsletters are addressed (and their folder's name).
 NEWSLETTERS = "newsletters"
@@ -120,8 +125,29 @@ class Catalogue:
             return list(self.newsletters)
         return [step.slug for step in self.campaign(campaign).steps]
 
+    # The sender and first-name rules live here, once: the real send (composing), the
+    # test send (CLI), the preview (files and web) and the check all ask the catalogue.
+
     def first_name_fallback(self, campaign: str) -> str:
-        """What ``first_name`` becomes for a subscriber who gave no name."""
-        if campaign == NEWSLETTERS:
-            return DEFAULT_FIRST_NAME_FALLBACK
-        return self.campaign(campaign).first_name_fallback
+        """What ``first_name`` becomes for a subscriber who gave no name.
+
+        The campaign's ``first_name_fallback``; :data:`DEFAULT_FIRST_NAME_FALLBACK` for
+        newsletters and for a campaign no longer in the files (a queued confirmation may
+        still name one), so sending never fails on it.
+        """
+        found = self.campaigns.get(campaign)
+        return found.first_name_fallback if found is not None else DEFAULT_FIRST_NAME_FALLBACK
+
+    def from_name(self, campaign: str, default: str) -> str:
+        """The From name of a campaign's mail: its own ``from_name``, else ``default``.
+
+        ``default`` is the practice's name (``NURTURE_FROM_NAME``); newsletters, and a
+        campaign no longer in the files, use it too.
+        """
+        found = self.campaigns.get(campaign)
+        return found.from_name if found is not None and found.from_name else default
+
+    def sender(self, campaign: str, settings: Settings) -> Sender:
+        """The From and Reply-To that a campaign's mail goes out with."""
+        name = self.from_name(campaign, settings.from_name)
+        return Sender(settings.from_email, name, settings.reply_to)

@@ -1,7 +1,9 @@
 """Composing a batch: a step's compiled content, its sender, and each recipient's part.
 
-Shared by the dispatcher (in-process sending) and by the sender processes
-(:mod:`nurture.senders`), so both build exactly the same messages.
+The dispatcher (:mod:`nurture.delivery.dispatch`) composes every batch it sends here.
+The sender and first-name fallback come from the catalogue
+(:meth:`~nurture.campaigns.Catalogue.sender`), as in the preview and the test send, so
+all three build the same message.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from nurture.settings import Settings
 from nurture.store.outbox import Claimed
 from nurture.store.statuses import OutboxKind
 
-NEWSLETTER_FALLBACK = "there"
 Group = tuple[str, str, str]  # (kind, campaign, step)
 
 
@@ -43,14 +44,8 @@ class Composer:
             content = self.renderer.compile_confirmation(campaign)
         else:
             content = self.renderer.compile(campaign, step)
-        found = self.catalogue.campaigns.get(campaign)
-        from_name = found.from_name if found and found.from_name else self.settings.from_name
-        fallback = found.first_name_fallback if found else NEWSLETTER_FALLBACK
-        return (
-            content,
-            Sender(self.settings.from_email, from_name, self.settings.reply_to),
-            fallback,
-        )
+        sender = self.catalogue.sender(campaign, self.settings)
+        return content, sender, self.catalogue.first_name_fallback(campaign)
 
     def recipient(self, row: Claimed, fallback: str, now: datetime) -> Recipient:
         assert row.email is not None and row.public_id is not None

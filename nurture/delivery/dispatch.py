@@ -39,7 +39,7 @@ from nurture.campaigns import Catalogue
 from nurture.clock import Clock, utcnow
 from nurture.delivery import outcomes, sequencing
 from nurture.delivery.composing import Composer
-from nurture.exceptions import ConfigurationError, NurtureError
+from nurture.exceptions import CampaignError, ConfigurationError, NurtureError
 from nurture.mail.messages import Batch
 from nurture.mail.recipients import RecipientFactory
 from nurture.providers.base import Outcome, Provider, SendResult
@@ -302,14 +302,15 @@ class Dispatcher:
         return sendable
 
     def _known(self, row: outbox_ops.Claimed) -> bool:
-        if row.campaign == "newsletters" and row.kind == OutboxKind.NEWSLETTER:
-            return row.step in self.catalogue.newsletters
-        campaign = self.catalogue.campaigns.get(row.campaign)
-        if campaign is None:
+        """Whether the campaign files still hold what the row would send."""
+        if row.kind == OutboxKind.CONFIRMATION:
+            # A confirmation names the campaign signed up for, not one of its steps.
+            return row.campaign in self.catalogue.campaigns
+        try:
+            self.catalogue.content_for(row.campaign, row.step)
+        except CampaignError:
             return False
-        return row.kind == OutboxKind.CONFIRMATION or any(
-            s.slug == row.step for s in campaign.steps
-        )
+        return True
 
     def _window(self, row: outbox_ops.Claimed) -> sequencing.Window:
         campaign = self.catalogue.campaigns.get(row.campaign)

@@ -20,16 +20,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from nurture import metrics
 from nurture.campaigns import Catalogue
-from nurture.delivery.outcomes import reconcile_sent
+from nurture.delivery.reconciliation import reconcile_sent
+from nurture.mail.addresses import normalise_email
 from nurture.settings import Settings
+from nurture.store import subscriber_outbox as mail_ops
 from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
-from nurture.store.schema import outbox, subscribers, webhook_events
-from nurture.store.upsert import insert_ignored
+from nurture.store import webhook_events as event_ops
 from nurture.subscriptions import Subscriptions
 from nurture.webhooks.base import DeliveryEvent
 
@@ -90,16 +91,16 @@ class DeliveryEvents:
         return True
 
     def _remember(self, conn: Connection, event: DeliveryEvent, now: datetime) -> bool:
-        row = {
-            "event_id": event.event_id[:100],
-            "provider": self.provider,
-            "event": event.kind,
-            "outbox_id": event.outbox_id,
-            "occurred_at": event.occurred_at,
-            "received_at": now,
-            "detail": (event.reason or "")[:500] or None,
-        }
-        return insert_ignored(conn, webhook_events, row) == 1
+        return event_ops.remember(
+            conn,
+            event_id=event.event_id,
+            provider=self.provider,
+            event=event.kind,
+            outbox_id=event.outbox_id,
+            occurred_at=event.occurred_at,
+            received_at=now,
+            detail=event.reason,
+        )
 
     def _suppress(self, conn: Connection, event: DeliveryEvent, now: datetime) -> None:
         row = self._subscriber(conn, event)
@@ -112,14 +113,10 @@ class DeliveryEvents:
     def _subscriber(self, conn: Connection, event: DeliveryEvent) -> Any:
         """The subscriber the event is about: by the outbox row first, else the address."""
         if event.outbox_id is not None:
-            subscriber_id = conn.execute(
-                select(outbox.c.subscriber_id).where(outbox.c.id == event.outbox_id)
-            ).scalar()
+            subscriber_id = mail_ops.subscriber_of(conn, event.outbox_id)
             if subscriber_id is not None:
-                return conn.execute(
-                    select(subscribers).where(subscribers.c.id == subscriber_id).with_for_update()
-                ).first()
-        return subscriber_ops.by_email(conn, event.email.strip().lower(), for_update=True)
+                return subscriber_ops.by_id(conn, subscriber_id, for_update=True)
+        return subscriber_ops.by_email(conn, normalise_email(event.email), for_update=True)
 
 
 def _message_id(raw: dict[str, Any]) -> str | None:

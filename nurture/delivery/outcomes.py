@@ -19,15 +19,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from nurture import metrics
 from nurture.campaigns import Catalogue
 from nurture.delivery import sequencing
 from nurture.store import enrolments as enrolment_ops
-from nurture.store import outbox as outbox_ops
-from nurture.store.schema import outbox
-from nurture.store.statuses import OutboxKind, OutboxStatus
+from nurture.store.statuses import OutboxKind
 
 log = logging.getLogger(__name__)
 
@@ -86,31 +83,3 @@ def vanished(conn: Connection, rows: Iterable[SentRow], now: datetime) -> None:
     """Planned steps that were cancelled because the step no longer exists."""
     for (slug, _step), subscriber_ids in _by_step(rows).items():
         enrolment_ops.replan(conn, campaign=slug, subscriber_ids=subscriber_ids, now=now)
-
-
-def reconcile_sent(
-    conn: Connection,
-    catalogue: Catalogue,
-    outbox_id: int,
-    message_id: str | None,
-    sent_at: datetime,
-) -> int:
-    """Evidence that a row left (a provider event, the folder): mark it sent, move on.
-
-    Only a row still ``sending`` or ``unknown`` changes, and only then does its
-    sequence move on: a second report of the same send (a replayed webhook, an event
-    after the dispatcher recorded it) changes nothing.
-    """
-    row = conn.execute(
-        select(outbox.c.subscriber_id, outbox.c.kind, outbox.c.campaign, outbox.c.step).where(
-            outbox.c.id == outbox_id,
-            outbox.c.status.in_((OutboxStatus.SENDING, OutboxStatus.UNKNOWN)),
-        )
-    ).first()
-    if row is None:
-        return 0
-    if outbox_ops.mark_sent(conn, {outbox_id: message_id}, now=sent_at) != 1:
-        return 0
-    moved_on(conn, catalogue, [row], sent_at)
-    metrics.sends.labels(OutboxStatus.SENT, "reconciled").inc()
-    return 1

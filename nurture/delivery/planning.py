@@ -14,21 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, text, true, update
+from sqlalchemy import Connection, Engine
 
-from nurture.campaigns import Catalogue, Newsletter
+from nurture.campaigns import NEWSLETTERS, Catalogue, Newsletter
 from nurture.delivery import outcomes, sequencing
 from nurture.logs import mask_email
 from nurture.settings import Settings
 from nurture.store import database
 from nurture.store import enrolments as enrolment_ops
 from nurture.store import outbox as outbox_ops
-from nurture.store.schema import newsletter_runs, outbox, subscribers
-from nurture.store.statuses import EnrolmentStatus, OutboxKind, OutboxStatus, SubscriberStatus
-from nurture.store.upsert import insert_ignore
+from nurture.store import planning as planning_ops
+from nurture.store import subscribers as subscriber_ops
+from nurture.store.statuses import EnrolmentStatus, OutboxKind, OutboxStatus
 
 log = logging.getLogger(__name__)
-NEWSLETTERS = "newsletters"
 
 
 @dataclass
@@ -145,10 +144,6 @@ def plan_newsletters(
 #: is never held for long (sign-ups and unsubscribes wait behind it), large enough that
 #: the per-statement cost vanishes.
 CHUNK = 50_000
-_COLUMNS = (
-    "subscriber_id", "kind", "campaign", "step", "due_at", "expires_at", "status",
-    "attempts", "created_at", "updated_at",
-)  # fmt: skip
 
 
 def _plan_newsletter(
@@ -163,116 +158,66 @@ def _plan_newsletter(
     transaction, so two planners never plan the same chunk and a crash resumes where it
     stopped. Each committed chunk is sendable at once.
     """
-    audience = and_(
-        subscribers.c.status == SubscriberStatus.CONFIRMED,
-        subscribers.c.newsletters == true(),
-        subscribers.c.confirmed_at <= newsletter.send_at,
-    )
+    slug, send_at = newsletter.slug, newsletter.send_at
     with engine.begin() as conn:
-        conn.execute(
-            insert_ignore(conn, newsletter_runs).values(
-                slug=newsletter.slug, planned_at=now, recipients=0, cursor=0, done=False
-            )
-        )
+        planning_ops.start_run(conn, slug, now=now)
     planned = 0
     while True:
         with engine.begin() as conn:
-            run = conn.execute(
-                select(newsletter_runs.c.cursor, newsletter_runs.c.done)
-                .where(newsletter_runs.c.slug == newsletter.slug)
-                .with_for_update()
-            ).one()
+            run = planning_ops.lock_run(conn, slug)
             if run.done:
                 break
-            ids = select(subscribers.c.id).where(audience, subscribers.c.id > run.cursor)
-            last = conn.execute(
-                select(func.max(ids.order_by(subscribers.c.id).limit(CHUNK).subquery().c.id))
-            ).scalar()
+            last = planning_ops.chunk_end(conn, send_at=send_at, after=run.cursor, size=CHUNK)
             if last is None:
-                conn.execute(
-                    newsletter_runs.update()
-                    .where(newsletter_runs.c.slug == newsletter.slug)
-                    .values(done=True)
-                )
+                planning_ops.finish_run(conn, slug)
                 break
-            added = _plan_chunk(conn, newsletter, settings, audience, run.cursor, last, now=now)
+            added = _plan_chunk(conn, newsletter, settings, run.cursor, last, now=now)
             planned += added
-            conn.execute(
-                newsletter_runs.update()
-                .where(newsletter_runs.c.slug == newsletter.slug)
-                .values(cursor=last, recipients=newsletter_runs.c.recipients + added)
-            )
+            planning_ops.advance_run(conn, slug, cursor=last, added=added)
         if planned == added:  # after the first chunk: dispatch starts on fresh statistics
-            _analyze(engine)
+            planning_ops.analyze_outbox(engine)
     if planned:
         with engine.begin() as conn:
             _respect_pauses(conn, newsletter, settings, now=now)
     if planned:
-        _analyze(engine)
+        planning_ops.analyze_outbox(engine)
     log.info("newsletter planned", extra={"newsletter": newsletter.slug, "rows": planned})
     return planned
-
-
-def _analyze(engine: Engine) -> None:
-    """PostgreSQL: fresh statistics for the outbox after a newsletter added rows.
-
-    A newsletter adds up to a million rows at once; until autovacuum catches up, the
-    planner would keep plans made for an empty queue (sorting the whole queue to take
-    a batch of a thousand).
-    """
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE outbox"))
 
 
 def _plan_chunk(
     conn: Connection,
     newsletter: Newsletter,
     settings: Settings,
-    audience: Any,
     first: int,
     last: int,
     *,
     now: datetime,
 ) -> int:
     """Inserts the audience with ids in (first, last], one INSERT ... SELECT per due time."""
-    chunk = and_(audience, subscribers.c.id > first, subscribers.c.id <= last)
-    zones = conn.execute(select(subscribers.c.timezone).where(chunk).distinct()).scalars()
+    send_at = newsletter.send_at
+    zones = planning_ops.chunk_timezones(conn, send_at=send_at, first=first, last=last)
     by_due: dict[datetime, list[str | None]] = defaultdict(list)
     for name in zones:
         zone = sequencing.zone_for(name, settings.zone)
-        by_due[sequencing.into_window(newsletter.send_at, zone, settings.window)].append(name)
+        by_due[sequencing.into_window(send_at, zone, settings.window)].append(name)
     for due_at, names in by_due.items():
         if newsletter.not_after is not None and due_at >= newsletter.not_after:
             continue  # their window opens only after the newsletter expires
-        named = [n for n in names if n is not None]
-        matches = [subscribers.c.timezone.in_(named)] if named else []
-        if None in names:
-            matches.append(subscribers.c.timezone.is_(None))
-        source = select(
-            subscribers.c.id,
-            literal(OutboxKind.NEWSLETTER.value),
-            literal(NEWSLETTERS),
-            literal(newsletter.slug),
-            literal(due_at, outbox.c.due_at.type),
-            literal(newsletter.not_after, outbox.c.expires_at.type),
-            literal(OutboxStatus.QUEUED.value),
-            literal(0),
-            literal(now, outbox.c.created_at.type),
-            literal(now, outbox.c.updated_at.type),
-        ).where(chunk, or_(*matches))
-        conn.execute(insert_ignore(conn, outbox).from_select(_COLUMNS, source))
-    # Counted, not returned (RETURNING would ship every id back; psycopg reports no
-    # rowcount for inserts): the chunk's rows, a range of the unique index.
-    return int(
-        conn.execute(
-            select(func.count()).where(
-                outbox.c.subscriber_id > first,
-                outbox.c.subscriber_id <= last,
-                outbox.c.campaign == NEWSLETTERS,
-                outbox.c.step == newsletter.slug,
-            )
-        ).scalar_one()
+        planning_ops.insert_newsletter_rows(
+            conn,
+            campaign=NEWSLETTERS,
+            slug=newsletter.slug,
+            send_at=send_at,
+            not_after=newsletter.not_after,
+            first=first,
+            last=last,
+            zones=names,
+            due_at=due_at,
+            now=now,
+        )
+    return planning_ops.count_newsletter_rows(
+        conn, campaign=NEWSLETTERS, slug=newsletter.slug, first=first, last=last
     )
 
 
@@ -284,27 +229,14 @@ def _respect_pauses(
     Starts from the (few) paused subscribers and reaches their row through the unique
     index, rather than joining a million fresh outbox rows.
     """
-    paused = conn.execute(
-        select(subscribers.c.id, subscribers.c.paused_until, subscribers.c.timezone).where(
-            subscribers.c.paused_until > now
-        )
-    ).all()
-    for person in paused:
+    for person in planning_ops.paused_subscribers(conn, now=now):
         due = sequencing.send_time(
             person.paused_until,
             zone=sequencing.zone_for(person.timezone, settings.zone),
             window=settings.window,
         )
-        conn.execute(
-            update(outbox)
-            .where(
-                outbox.c.subscriber_id == person.id,
-                outbox.c.campaign == NEWSLETTERS,
-                outbox.c.step == newsletter.slug,
-                outbox.c.status == OutboxStatus.QUEUED,
-                outbox.c.due_at < due,
-            )
-            .values(due_at=due, updated_at=now)
+        planning_ops.defer_newsletter_row(
+            conn, person.id, campaign=NEWSLETTERS, slug=newsletter.slug, due_at=due, now=now
         )
 
 
@@ -328,34 +260,24 @@ def preview(
     """
     items: list[Planned] = []
     with database.reading(engine) as conn:
-        for row in outbox_ops.due_preview(conn, now=now, limit=limit):
+        for row in planning_ops.due_preview(conn, now=now, limit=limit):
             who = mask_email(row.email) if row.email else "(erased)"
             items.append(Planned(row.due_at, row.campaign, row.step, who))
         due = enrolment_ops.due_for_planning(conn, now=now, limit=limit)
         ids = [e.subscriber_id for e in due]
-        emails = dict(
-            conn.execute(
-                select(subscribers.c.id, subscribers.c.email).where(subscribers.c.id.in_(ids))
-            ).all()
-        )
+        emails = subscriber_ops.emails_of(conn, ids)
         for e in due:
             decision = decide(e, catalogue, settings)
             if isinstance(decision, dict) and decision["due_at"] <= now:
                 who = mask_email(emails.get(e.subscriber_id, ""))
                 items.append(Planned(decision["due_at"], e.campaign, decision["step"], who))
-        done = set(conn.execute(select(newsletter_runs.c.slug)).scalars())
+        done = planning_ops.planned_slugs(conn)
         for letter in catalogue.newsletters.values():
             if letter.slug in done or not sequencing.newsletter_open(
                 now, letter.send_at, letter.not_after
             ):
                 continue
-            audience = conn.execute(
-                select(func.count()).where(
-                    subscribers.c.status == SubscriberStatus.CONFIRMED,
-                    subscribers.c.newsletters == true(),
-                    subscribers.c.confirmed_at <= letter.send_at,
-                )
-            ).scalar_one()
+            audience = planning_ops.audience_size(conn, send_at=letter.send_at)
             items.append(
                 Planned(letter.send_at, NEWSLETTERS, letter.slug, f"{audience} subscribers")
             )

@@ -93,10 +93,13 @@ def newsletter_open(now: datetime, send_at: datetime, not_after: datetime | None
 def retry_delay(
     attempt: int, *, base: float, cap: float = 3600.0, rng: random.Random | None = None
 ) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: exponential with full jitter.
+    """Seconds to wait before attempt ``attempt + 1``: exponential with equal jitter.
 
-    Full jitter (a uniform draw below the exponential ceiling) spreads the retries of
-    many rows refused by one outage, so they do not return as one wave.
+    Equal jitter (a uniform draw between half the exponential ceiling and all of it)
+    spreads the retries of many rows refused by one outage, so they do not return as one
+    wave, while every row still waits at least half its backoff: full jitter (a draw
+    from zero) would let some rows retry at once, into the same outage. Never under one
+    second.
     """
     ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
     draw = (rng or random).uniform(0.5, 1.0)

@@ -12,14 +12,73 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from email import errors, policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import cached_property
 
+import idna
+
+from nurture.exceptions import DeliveryError
+
 #: The per-recipient fields a compiled step may hold.
 FIELDS = ("first_name", "unsubscribe_url", "preferences_url", "confirm_url")
 _PLACEHOLDER = re.compile(r"%%([a-z_]+)(\|html)?%%")
+# A dot-atom local part and an ASCII domain: what nearly every address is, and what
+# Python's header parser reads back unchanged as long as no "=?" starts an RFC 2047
+# encoded word. Anything else takes the slow path of header_address.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+)
+_ENCODED_WORD = "=?"
+
+
+class UnsendableRecipient(DeliveryError):
+    """This recipient's message cannot be written: their address or their headers.
+
+    Never retryable: the same data gives the same answer. Providers turn it into a
+    ``failed`` result for that recipient alone.
+    """
+
+
+def header_address(email: str, *, smtputf8: bool = True) -> str:
+    """``email`` as it goes into ``To:`` and the SMTP envelope; raises :class:`UnsendableRecipient`.
+
+    The domain is written in punycode (IDNA 2008 with UTS 46, as email-validator
+    normalises it), which every server accepts. A non-ASCII local part can only travel
+    with SMTPUTF8 (RFC 6531); ``smtputf8=False`` says the backend cannot offer it. An
+    address that Python's own header parser would read back as anything other than
+    this one mailbox (an RFC 2047 encoded word such as
+    ``=?utf-8?q?victim=40gmail.com=2C_x?=@…`` decodes into other people's addresses) is
+    refused: addresses stored before sign-up refused them may still be in the database.
+    """
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain:
+        raise UnsendableRecipient("not an email address")
+    if _ENCODED_WORD in local:
+        raise UnsendableRecipient("the address's local part holds an RFC 2047 encoded word")
+    if _PLAIN_ADDRESS.fullmatch(email):
+        return email
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            raise UnsendableRecipient("the address's domain is not a valid IDN") from None
+    if not local.isascii() and not smtputf8:
+        raise UnsendableRecipient(
+            "a non-ASCII local part needs SMTPUTF8, which this delivery backend cannot send"
+        )
+    address = f"{local}@{domain}"
+    try:
+        header = policy.default.header_factory("To", address)
+        read_back = [mailbox.addr_spec for mailbox in header.addresses]
+    except (ValueError, IndexError, errors.HeaderParseError):
+        read_back = []
+    if read_back != [address]:
+        raise UnsendableRecipient("the address does not read back as itself in a header")
+    return address
 
 
 def placeholder(name: str, *, for_html: bool) -> str:
@@ -112,18 +171,26 @@ class Batch:
         return self.subject_prefix + self.content.subject
 
     def mime(self, recipient: Recipient, *, message_id: str | None = None) -> EmailMessage:
-        """The complete MIME message for one recipient, exactly as SMTP sends it."""
+        """The complete MIME message for one recipient, exactly as SMTP sends it.
+
+        Raises :class:`UnsendableRecipient` when this recipient's address or headers
+        cannot be written (see :func:`header_address`); providers build each message
+        inside that recipient's own error handling, so it fails alone.
+        """
         html_body, text_body = self.content.personalise(recipient.values)
         msg = EmailMessage()
         msg["From"] = Address(self.sender.name, addr_spec=self.sender.email)
-        msg["To"] = recipient.email
+        msg["To"] = header_address(recipient.email)
         if self.sender.reply_to:
             msg["Reply-To"] = self.sender.reply_to
         msg["Subject"] = self.subject
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id or make_msgid(domain=self.sender.email.rpartition("@")[2])
-        for name, value in recipient.headers.items():
-            msg[name] = value
+        try:
+            for name, value in recipient.headers.items():
+                msg[name] = value
+        except (ValueError, errors.MessageError) as exc:  # a line break in a value
+            raise UnsendableRecipient(f"a header cannot be written: {exc}") from None
         msg.set_content(text_body, subtype="plain", charset="utf-8", cte="quoted-printable")
         msg.add_alternative(html_body, subtype="html", charset="utf-8", cte="quoted-printable")
         return msg

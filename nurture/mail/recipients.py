@@ -26,6 +26,22 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 _LINKS: tuple[Purpose, ...] = ("unsubscribe", "preferences")
 
 
+def tidy_spaces(text: str) -> str:
+    """``text`` with every run of white space made one space and the ends stripped."""
+    return " ".join(text.split())
+
+
+def first_name_value(name: str | None, fallback: str) -> str:
+    """The value of ``first_name`` in an email: the name tidied, or ``fallback``.
+
+    The one rule for every greeting (the email sent, the test send, the preview): white
+    space tidied by :func:`tidy_spaces`, as
+    :func:`~nurture.subscriptions.validation.clean_first_name` tidies a name before it
+    is stored, so a row written before that rule still greets the same everywhere.
+    """
+    return tidy_spaces(name or "") or fallback
+
+
 class RecipientFactory:
     """Builds :class:`~nurture.mail.messages.Recipient` objects for marketing and confirmation."""
 
@@ -58,7 +74,7 @@ class RecipientFactory:
         return Recipient(
             email=email,
             values={
-                "first_name": (first_name or "").strip() or fallback,
+                "first_name": first_name_value(first_name, fallback),
                 "unsubscribe_url": unsubscribe_url,
                 "preferences_url": self._preferences + preferences_token,
             },
@@ -91,7 +107,7 @@ class RecipientFactory:
         return Recipient(
             email=email,
             values={
-                "first_name": (first_name or "").strip() or fallback,
+                "first_name": first_name_value(first_name, fallback),
                 "confirm_url": self._confirm + self.tokens.make("confirm", public_id, now=now),
             },
             custom_args={} if outbox_id is None else {"outbox_id": str(outbox_id)},

@@ -1,4 +1,4 @@
-"""Signed, opaque, expiring tokens for the links in every email, and keyed address hashes.
+"""Signed, opaque, expiring tokens for the links in every email.
 
 A token is ``PUBLIC_ID.TIMESTAMP.SIGNATURE``: the subscriber's random ``public_id``
 (never an address), the signing time and an HMAC over both, each part in URL-safe
@@ -27,14 +27,13 @@ import hmac
 import re
 import secrets
 import time
-import unicodedata
 from binascii import b2a_base64
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, get_args
 
 from itsdangerous import BadSignature, TimestampSigner
-from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes
+from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int, int_to_bytes
 from itsdangerous.signer import SigningAlgorithm
 
 from nurture.exceptions import ConfigurationError, TokenError, TokenExpired
@@ -227,49 +226,14 @@ class Tokens:
         return public_id
 
 
-def normalise_email(email: str) -> str:
-    """The form of an address that hashes compare: NFC, trimmed, lower-cased."""
-    return unicodedata.normalize("NFC", email.strip()).lower()
+def signed_at(token: str) -> datetime | None:
+    """When a token was signed, in whole seconds (UTC); ``None`` when it has no timestamp.
 
-
-def email_hash(secret_key: str, email: str) -> str:
-    """HMAC-SHA256 (hex, 64 characters) of the normalised address under one secret key.
-
-    Kept in the suppression list after erasure: it recognises the address again but
-    cannot be turned back into it without the key.
+    Reads the middle part of ``PUBLIC_ID.TIMESTAMP.SIGNATURE`` without checking the
+    signature: verify the token with :meth:`Tokens.read` first.
     """
-    message = b"nurture.email-hash:" + normalise_email(email).encode()
-    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
-
-
-def suppression_keys(settings: Settings) -> list[str]:
-    """The keys the suppression list is hashed under, the one for new entries first.
-
-    New entries use ``SUPPRESSION_KEY`` when it is set, else the *oldest* of
-    ``SECRET_KEYS``: rotation adds keys at the front, so every entry keeps one key for as
-    long as the first key ever configured stays listed. Lookups also try every listed
-    secret key, which finds entries written under an earlier rule or an earlier key.
-    """
-    secret = settings.secret_key_values()
-    configured = settings.suppression_key
-    dedicated = configured.get_secret_value() if configured is not None else ""
-    first = dedicated or (secret[-1] if secret else "")
-    if not first:
-        raise ConfigurationError("NURTURE_SECRET_KEYS: at least one non-empty key is needed")
-    return list(dict.fromkeys([first, *(key for key in secret if key)]))
-
-
-def email_hashes(settings_or_keys: Settings | Sequence[str] | str, email: str) -> list[str]:
-    """:func:`email_hash` under several keys: look up all of them after a rotation.
-
-    Given settings, the keys are :func:`suppression_keys` (the key for new entries
-    first); given keys, those in order.
-    """
-    keys: Sequence[str]
-    if isinstance(settings_or_keys, str):
-        keys = [settings_or_keys]
-    elif isinstance(settings_or_keys, Sequence):
-        keys = settings_or_keys
-    else:
-        keys = suppression_keys(settings_or_keys)
-    return [email_hash(key, email) for key in keys]
+    try:
+        seconds = bytes_to_int(base64_decode(token.split(".")[1]))
+        return datetime.fromtimestamp(seconds, UTC)
+    except (IndexError, ValueError, OverflowError, OSError):
+        return None

@@ -42,7 +42,7 @@ from enum import StrEnum
 from typing import Any
 
 from nurture.exceptions import ConfigurationError, DeliveryError
-from nurture.mail.messages import Batch, Recipient
+from nurture.mail.messages import Batch, Recipient, UnsendableRecipient, header_address
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,8 @@ class Provider(ABC):
     #: True when one instance may run :meth:`send` in several threads at once (no
     #: connection or other state kept between calls).
     thread_safe: bool = False
+    #: Whether this backend can carry a non-ASCII local part (SMTPUTF8, RFC 6531).
+    smtputf8: bool = True
 
     def open(self) -> None:  # noqa: B027 (an optional hook)
         """Opens a connection to reuse across chunks (SMTP). Default: nothing.
@@ -134,11 +136,41 @@ class Provider(ABC):
         Raise :class:`ChunkError` when the provider refused or lost the chunk as a whole.
         """
 
+    def address_problem(self, recipient: Recipient) -> str | None:
+        """Why this backend can never send to ``recipient``'s address; ``None`` when it can.
+
+        See :func:`~nurture.mail.messages.header_address`. Override to refuse more.
+        """
+        try:
+            header_address(recipient.email, smtputf8=self.smtputf8)
+        except UnsendableRecipient as exc:
+            return exc.message
+        return None
+
     def send(self, batch: Batch) -> list[SendResult]:
         """Sends every recipient of ``batch``; one result per recipient, in the batch's order."""
         recipients = batch.recipients
         if not recipients:
             return []
+        # An address no message can be written for fails alone, before any request: in
+        # a chunk it would make the whole request fail (or, worse, go out to whomever a
+        # header parser reads into it).
+        refused: dict[int, str] = {}
+        for i, recipient in enumerate(recipients):
+            problem = self.address_problem(recipient)
+            if problem is not None:
+                refused[i] = problem
+        if refused:
+            logger.warning(
+                "addresses this backend cannot send to",
+                extra={"action": "refuse_address", "provider": self.name, "count": len(refused)},
+            )
+            kept = [r for i, r in enumerate(recipients) if i not in refused]
+            others = iter(self.send(_with(batch, kept)) if kept else [])
+            return [
+                SendResult(r, Outcome.FAILED, error=refused[i]) if i in refused else next(others)
+                for i, r in enumerate(recipients)
+            ]
         try:
             self.open()
         except ConfigurationError:
@@ -152,7 +184,7 @@ class Provider(ABC):
             for start in range(0, len(recipients), self.max_recipients):
                 chunk = recipients[start : start + self.max_recipients]
                 try:
-                    results.extend(self._deliver(batch, chunk))
+                    results.extend(self._send_isolating(batch, chunk))
                 except ConfigurationError as exc:
                     if not _went_out(results):
                         raise
@@ -176,7 +208,7 @@ class Provider(ABC):
 
     # The loop's machinery ----------------------------------------------------------
 
-    def _deliver(self, batch: Batch, chunk: Sequence[Recipient]) -> list[SendResult]:
+    def _send_isolating(self, batch: Batch, chunk: Sequence[Recipient]) -> list[SendResult]:
         """One chunk, isolating refused recipients; always one result per recipient."""
         out: list[SendResult | None] = [None] * len(chunk)
         pending = list(range(len(chunk)))
@@ -215,9 +247,9 @@ class Provider(ABC):
                 else:
                     # The provider did not say who: halve until each culprit is alone.
                     mid = len(part) // 2
-                    left = self._deliver(batch, part[:mid])
+                    left = self._send_isolating(batch, part[:mid])
                     try:
-                        right = self._deliver(batch, part[mid:])
+                        right = self._send_isolating(batch, part[mid:])
                     except ConfigurationError as config:
                         if not _went_out(left):
                             raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from nurture.mail.messages import Batch
+from nurture.mail.messages import Batch, UnsendableRecipient
 from nurture.providers.base import Outcome, Provider, SendResult
 
 
@@ -26,7 +26,11 @@ class ConsoleProvider(Provider):
         out = self.stream or sys.stdout
         results = []
         for recipient in batch.recipients:
-            message = batch.mime(recipient)
+            try:
+                message = batch.mime(recipient)  # per recipient: a bad one fails alone
+            except UnsendableRecipient as exc:
+                results.append(SendResult(recipient, Outcome.FAILED, error=exc.message))
+                continue
             out.write(message.as_string() + "\n" + "-" * 72 + "\n")
             results.append(
                 SendResult(recipient, Outcome.SENT, message_id=str(message["Message-ID"]))

@@ -14,7 +14,7 @@ import uuid
 from email import policy
 from pathlib import Path
 
-from nurture.mail.messages import Batch, Recipient
+from nurture.mail.messages import Batch, Recipient, UnsendableRecipient
 from nurture.providers.base import ChunkError, Outcome, Provider, SendResult
 from nurture.settings import Settings
 
@@ -49,8 +49,15 @@ class FolderProvider(Provider):
         return self.path_for(outbox_id).exists()
 
     def _write(self, batch: Batch, recipient: Recipient) -> SendResult:
-        message = batch.mime(recipient)
-        data = message.as_bytes(policy=policy.SMTP)
+        try:
+            # Built here, per recipient: a message that cannot be written fails alone.
+            message = batch.mime(recipient)
+        except UnsendableRecipient as exc:
+            return SendResult(recipient, Outcome.FAILED, error=exc.message)
+        # A non-ASCII local part is written as UTF-8 (RFC 6532), as an SMTPUTF8 server
+        # receives it; an RFC 2047 encoded word there would name another mailbox.
+        wire = policy.SMTP if recipient.email.partition("@")[0].isascii() else policy.SMTPUTF8
+        data = message.as_bytes(policy=wire)
         target = self.path_for(recipient.outbox_id)
         try:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")

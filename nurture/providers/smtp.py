@@ -12,7 +12,7 @@ import smtplib
 import ssl
 
 from nurture.exceptions import ConfigurationError
-from nurture.mail.messages import Batch, Recipient
+from nurture.mail.messages import Batch, Recipient, UnsendableRecipient, header_address
 from nurture.providers.base import ChunkError, Outcome, Provider, SendResult
 from nurture.settings import Settings
 
@@ -72,12 +72,19 @@ class SMTPProvider(Provider):
         return results
 
     def _send_one(self, conn: smtplib.SMTP, batch: Batch, recipient: Recipient) -> SendResult:
-        message = batch.mime(recipient)
+        try:
+            # Built here, per recipient: a message that cannot be written fails alone.
+            message = batch.mime(recipient)
+            to_address = header_address(recipient.email)
+        except UnsendableRecipient as exc:
+            return SendResult(recipient, Outcome.FAILED, error=exc.message)
         message_id = str(message["Message-ID"])
         try:
-            conn.send_message(message, from_addr=batch.sender.email, to_addrs=[recipient.email])
+            # The envelope gets the address as written in To: (punycode domain); a
+            # non-ASCII local part makes smtplib ask for SMTPUTF8 (or refuse, below).
+            conn.send_message(message, from_addr=batch.sender.email, to_addrs=[to_address])
         except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = exc.recipients.get(recipient.email, (0, b""))
+            code, reply = exc.recipients.get(to_address, (0, b""))
             return self._answered(conn, recipient, code, reply, "recipient refused")
         except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
             if exc.smtp_code == 530 and not self._delivered:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from nurture.rendering.compiler import CONFIRMATION_STEP, Renderer, first_name_value
+from nurture.rendering.compiler import CONFIRMATION_STEP, Renderer
 
-__all__ = ["CONFIRMATION_STEP", "Renderer", "first_name_value"]
+__all__ = ["CONFIRMATION_STEP", "Renderer"]

@@ -25,12 +25,6 @@ from nurture.settings import Settings
 CONFIRMATION_STEP = "confirmation"
 
 
-def first_name_value(name: str | None, fallback: str) -> str:
-    """The per-recipient value of ``%%first_name%%``: the name tidied, or the fallback."""
-    cleaned = " ".join((name or "").split())
-    return cleaned or fallback
-
-
 def compile_mjml(source: str) -> str:
     """MJML -> HTML with mjml-python; raises :class:`RenderError` when it does not compile."""
     try:

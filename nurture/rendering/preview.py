@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nurture.campaigns.model import NEWSLETTERS, Catalogue
+from nurture.campaigns.model import Catalogue
 from nurture.mail.messages import Batch, Content, Recipient, Sender
-from nurture.rendering.compiler import Renderer, first_name_value
+from nurture.mail.recipients import first_name_value
+from nurture.rendering.compiler import Renderer
 from nurture.settings import Settings
 
 SAMPLE_TOKEN = "SAMPLE-TOKEN"
@@ -40,11 +41,8 @@ def sample_recipient(settings: Settings, *, fallback: str = "there") -> Recipien
 
 
 def sender_for(settings: Settings, catalogue: Catalogue, campaign: str) -> Sender:
-    """The From and Reply-To a campaign's mail goes out with."""
-    name = settings.from_name
-    if campaign != NEWSLETTERS:
-        name = catalogue.campaign(campaign).from_name or settings.from_name
-    return Sender(settings.from_email, name, settings.reply_to)
+    """The From and Reply-To a campaign's mail goes out with: :meth:`Catalogue.sender`."""
+    return catalogue.sender(campaign, settings)
 
 
 def write_preview(

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine
 
 from nurture.clock import utcnow
 from nurture.store import database
-from nurture.store.schema import job_runs
-from nurture.store.upsert import insert_ignore
+from nurture.store import job_runs as job_run_ops
 
 
 @dataclass
@@ -50,11 +49,8 @@ class Health:
         self._upsert(job, values)
 
     def _upsert(self, job: str, values: dict[str, Any]) -> None:
-        # Insert-if-missing first, then update: two processes starting together on
-        # PostgreSQL would otherwise both insert and one would fail.
         with self.engine.begin() as conn:
-            conn.execute(insert_ignore(conn, job_runs).values(job=job))
-            conn.execute(job_runs.update().where(job_runs.c.job == job).values(values))
+            job_run_ops.upsert(conn, job, values)
 
     def status(self, now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
         """(healthy, detail). Unhealthy when the database is down or planning has stopped.
@@ -66,19 +62,8 @@ class Health:
         detail: dict[str, Any] = {"database": "ok"}
         try:
             with database.reading(self.engine) as conn:
-                conn.execute(text("select 1"))
-                rows = {
-                    r.job: r
-                    for r in conn.execute(
-                        select(
-                            job_runs.c.job,
-                            job_runs.c.last_ok_at,
-                            job_runs.c.last_started_at,
-                            job_runs.c.last_finished_at,
-                            job_runs.c.last_error,
-                        )
-                    )
-                }
+                database.ping(conn)
+                rows = job_run_ops.latest(conn)
         except Exception as exc:  # any database failure makes the service unhealthy
             return False, {"database": f"unreachable ({type(exc).__name__})"}
         plan, send = rows.get("plan"), rows.get("dispatch")

@@ -1,10 +1,10 @@
 """The scheduler's jobs. Each is a plain function of :class:`Services`.
 
-``serve`` runs ``plan``, ``dispatch`` and ``housekeeping`` on their own APScheduler
-intervals, so a long newsletter pass never holds up planning (nor the health check
-that watches it); ``nurture tick`` runs :func:`tick` (plan, then dispatch) once. Every
-run is recorded in ``job_runs`` (what /healthz reports), with its duration in the
-``nurture_tick_duration_seconds`` histogram.
+``serve`` runs ``plan``, ``dispatch`` and ``housekeeping`` on their own intervals, set
+in :mod:`nurture.runtime.schedule`, so a long newsletter pass never holds up planning
+(nor the health check that watches it); ``nurture tick`` runs :func:`tick` (plan, then
+dispatch) once. Every run is recorded in ``job_runs`` (what /healthz reports); each
+dispatch pass is also timed in the ``nurture_tick_duration_seconds`` histogram.
 """
 
 from __future__ import annotations

@@ -139,6 +139,21 @@ def of_subscriber(conn: Connection, subscriber_id: int) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in rows]
 
 
+def last_at(conn: Connection, subscriber_id: int, action: str) -> datetime | None:
+    """When a subscriber's latest record of ``action`` was made, or ``None``.
+
+    The records outlast the subscriber row's own fields: a confirmation clears
+    ``unsubscribed_at``, but the ``withdraw`` record stays.
+    """
+    found: datetime | None = conn.execute(
+        select(consents.c.created_at)
+        .where(consents.c.subscriber_id == subscriber_id, consents.c.action == action)
+        .order_by(consents.c.created_at.desc())
+        .limit(1)
+    ).scalar()
+    return found
+
+
 def anonymise(conn: Connection, subscriber_id: int) -> int:
     """Clears the personal fields (IP, user agent, form URL) of a subscriber's records."""
     return conn.execute(

@@ -1,4 +1,5 @@
-"""Named operations on enrolments: what is due to plan, and moving on after a send."""
+"""Named operations on enrolments: what is due to plan, moving on after a send, and
+one subscriber's enrolments (enrol, pause, stop)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from nurture.store.schema import enrolments, subscribers
 from nurture.store.statuses import EnrolmentStatus, SubscriberStatus
+from nurture.store.upsert import insert_ignore, insert_ignored
 
 
 def due_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any]:
@@ -131,3 +133,67 @@ def replan(
             )
             .values(next_due_at=now, updated_at=now)
         )
+
+
+# One subscriber's enrolments ---------------------------------------------------
+
+
+def enrolments_of(conn: Connection, subscriber_id: int) -> list[Row[Any]]:
+    return list(
+        conn.execute(
+            select(enrolments)
+            .where(enrolments.c.subscriber_id == subscriber_id)
+            .order_by(enrolments.c.enrolled_at, enrolments.c.id)
+        )
+    )
+
+
+def enrol(conn: Connection, subscriber_id: int, campaign: str, *, now: datetime) -> bool:
+    """Enrols with the first step due at ``now``; ``False`` (and no change) when enrolled."""
+    row = {
+        "subscriber_id": subscriber_id,
+        "campaign": campaign,
+        "status": EnrolmentStatus.ACTIVE,
+        "next_step": 0,
+        "next_due_at": now,
+        "enrolled_at": now,
+        "updated_at": now,
+    }
+    return insert_ignored(conn, enrolments, row) == 1  # not rowcount: -1 through psycopg
+
+
+def enrol_many(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
+    """Enrols many ``{"subscriber_id", "campaign"}`` pairs with the first step due at ``now``."""
+    if rows:
+        conn.execute(
+            insert_ignore(conn, enrolments),
+            [
+                {
+                    **row,
+                    "status": EnrolmentStatus.ACTIVE,
+                    "next_step": 0,
+                    "next_due_at": now,
+                    "enrolled_at": now,
+                    "updated_at": now,
+                }
+                for row in rows
+            ],
+        )
+
+
+def set_enrolment(conn: Connection, enrolment_id: int, **values: Any) -> None:
+    conn.execute(update(enrolments).where(enrolments.c.id == enrolment_id).values(values))
+
+
+def stop_enrolments(
+    conn: Connection, subscriber_id: int, *, now: datetime, campaign: str | None = None
+) -> int:
+    """Stops the active enrolments (one campaign's, or all): nothing more gets planned."""
+    query = update(enrolments).where(
+        enrolments.c.subscriber_id == subscriber_id, enrolments.c.status == EnrolmentStatus.ACTIVE
+    )
+    if campaign is not None:
+        query = query.where(enrolments.c.campaign == campaign)
+    return conn.execute(
+        query.values(status=EnrolmentStatus.STOPPED, next_due_at=None, updated_at=now)
+    ).rowcount

@@ -174,6 +174,25 @@ outbox = Table(
     ),
 )
 
+confirmation_details = Table(
+    "confirmation_details",
+    metadata,
+    # The details a sign-up form carried, kept with the confirmation email it queued and
+    # applied only when that email's link is pressed: anyone can submit a pending
+    # address, so the form is not the person until they confirm. Goes with the
+    # subscriber (erasure) and with the outbox row (retention).
+    Column("outbox_id", Id, ForeignKey("outbox.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "subscriber_id",
+        Id,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("first_name", String(100)),
+    Column("timezone", String(64)),
+)
+
 suppressions = Table(
     "suppressions",
     metadata,

@@ -1,6 +1,6 @@
 """Named operations on the suppression list: addresses that must never be mailed.
 
-The list holds no addresses, only :func:`nurture.mail.tokens.email_hash` of each (an HMAC
+The list holds no addresses, only :func:`nurture.mail.addresses.email_hash` of each (an HMAC
 under a key), so it survives erasure without keeping personal data. An entry can only
 be found again with the key that hashed it, so that key must outlive every rotation:
 
@@ -21,7 +21,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, select, update
 
-from nurture.mail.tokens import email_hash, email_hashes, suppression_keys
+from nurture.mail.addresses import email_hash, email_hashes, suppression_keys
 from nurture.settings import Settings
 from nurture.store.schema import suppressions
 from nurture.store.upsert import insert_ignored

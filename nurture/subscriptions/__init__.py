@@ -1,8 +1,9 @@
 """The subscriber's path: sign-up, double opt-in, unsubscribe, preferences.
 
 :class:`Subscriptions` is the service the web pages, the inbound unsubscribe and the
-CLI call; the storage it uses is in ``nurture.store.subscribers``, ``consents`` and
-``suppressions``. It never sends mail itself: everything goes through the outbox.
+CLI call; the storage it uses is in ``nurture.store.subscribers``, ``enrolments``,
+``subscriber_outbox``, ``consents`` and ``suppressions``. It never sends mail itself:
+everything goes through the outbox.
 """
 
 from __future__ import annotations

@@ -30,9 +30,12 @@ from sqlalchemy import Engine
 from tqdm import tqdm
 
 from nurture.exceptions import SubscriptionError
-from nurture.mail.tokens import new_public_id, normalise_email
+from nurture.mail.addresses import normalise_email
+from nurture.mail.tokens import new_public_id
 from nurture.settings import Settings
 from nurture.store import consents as consent_ops
+from nurture.store import enrolments as enrolment_ops
+from nurture.store import subscriber_outbox as mail_ops
 from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
 from nurture.store.statuses import SubscriberStatus
@@ -89,9 +92,9 @@ def show(engine: Engine, settings: Settings, email: str) -> dict[str, Any] | Non
             data["subscriber"] = _jsonable(dict(row._mapping))
             data["consents"] = [_jsonable(c) for c in consent_ops.of_subscriber(conn, row.id)]
             data["enrolments"] = [
-                _jsonable(dict(e._mapping)) for e in subscriber_ops.enrolments_of(conn, row.id)
+                _jsonable(dict(e._mapping)) for e in enrolment_ops.enrolments_of(conn, row.id)
             ]
-            data["outbox"] = [_jsonable(m) for m in subscriber_ops.mail_history(conn, row.id)]
+            data["outbox"] = [_jsonable(m) for m in mail_ops.mail_history(conn, row.id)]
         if suppression is not None:
             data["suppression"] = {
                 "reason": suppression.reason,
@@ -114,8 +117,8 @@ def erase(engine: Engine, settings: Settings, email: str, now: datetime) -> bool
     with engine.begin() as conn:
         row = subscriber_ops.by_email(conn, address, for_update=True)
         if row is not None:
-            subscriber_ops.scrub_mail_history(conn, row.id)
-            subscriber_ops.cancel_mail(conn, row.id, now=now, reason="erased")
+            mail_ops.scrub_mail_history(conn, row.id)
+            mail_ops.cancel_mail(conn, row.id, now=now, reason="erased")
             consent_ops.anonymise(conn, row.id)
             consent_ops.record(conn, subscriber_id=row.id, action="erase", channel="cli", now=now)
             subscriber_ops.remove(conn, row.id)
@@ -411,7 +414,7 @@ def _import_batch(
                 for p in created
             ],
         )
-        subscriber_ops.enrol_many(
+        enrolment_ops.enrol_many(
             conn,
             [
                 {"subscriber_id": ids[p.email], "campaign": p.campaign}

@@ -19,6 +19,8 @@ from nurture.campaigns import Catalogue
 from nurture.delivery import sequencing
 from nurture.exceptions import SubscriptionError
 from nurture.settings import Settings
+from nurture.store import enrolments as enrolment_ops
+from nurture.store import subscriber_outbox as mail_ops
 from nurture.store import subscribers as subscriber_ops
 from nurture.store.statuses import MARKETING, EnrolmentStatus, OutboxKind
 
@@ -76,7 +78,7 @@ def view(conn: Connection, catalogue: Catalogue, row: Row[Any]) -> Preferences:
     """The person's current choices, read inside the caller's connection."""
     sequences = tuple(
         SequenceChoice(e.campaign, _name(catalogue, e.campaign))
-        for e in subscriber_ops.enrolments_of(conn, row.id)
+        for e in enrolment_ops.enrolments_of(conn, row.id)
         if e.status == EnrolmentStatus.ACTIVE
     )
     return Preferences(
@@ -93,13 +95,13 @@ def stop_sequence(conn: Connection, row: Row[Any], campaign: str | None, *, now:
     """Stops one active sequence and cancels its queued step."""
     active = {
         e.campaign
-        for e in subscriber_ops.enrolments_of(conn, row.id)
+        for e in enrolment_ops.enrolments_of(conn, row.id)
         if e.status == EnrolmentStatus.ACTIVE
     }
     if not campaign or campaign not in active:
         raise SubscriptionError("Please choose one of your current series.", field="campaign")
-    subscriber_ops.stop_enrolments(conn, row.id, now=now, campaign=campaign)
-    subscriber_ops.cancel_mail(
+    enrolment_ops.stop_enrolments(conn, row.id, now=now, campaign=campaign)
+    mail_ops.cancel_mail(
         conn,
         row.id,
         now=now,
@@ -116,7 +118,7 @@ def set_newsletters(conn: Connection, row: Row[Any], wanted: bool, *, now: datet
         return False
     subscriber_ops.change(conn, row.id, newsletters=wanted)
     if not wanted:
-        subscriber_ops.cancel_mail(
+        mail_ops.cancel_mail(
             conn, row.id, now=now, reason="stopped by preferences", kinds=(OutboxKind.NEWSLETTER,)
         )
     return True
@@ -142,18 +144,18 @@ def pause(conn: Connection, row: Row[Any], timing: Timing, *, now: datetime) -> 
     """Pauses all marketing mail for 30 days: queued rows and due steps move past the pause."""
     until = now + PAUSE_LENGTH
     subscriber_ops.change(conn, row.id, paused_until=until)
-    for mail in subscriber_ops.waiting_mail(conn, row.id, kinds=MARKETING):
+    for mail in mail_ops.waiting_mail(conn, row.id, kinds=MARKETING):
         if mail.due_at < until:
-            subscriber_ops.move_mail(
+            mail_ops.move_mail(
                 conn, mail.id, due_at=timing.at_or_after(until, mail.campaign), now=now
             )
-    for e in subscriber_ops.enrolments_of(conn, row.id):
+    for e in enrolment_ops.enrolments_of(conn, row.id):
         if (
             e.status == EnrolmentStatus.ACTIVE
             and e.next_due_at is not None
             and e.next_due_at < until
         ):
-            subscriber_ops.set_enrolment(conn, e.id, next_due_at=until, updated_at=now)
+            enrolment_ops.set_enrolment(conn, e.id, next_due_at=until, updated_at=now)
     return True
 
 
@@ -167,12 +169,12 @@ def resume(conn: Connection, row: Row[Any], timing: Timing, *, now: datetime) ->
     subscriber_ops.change(conn, row.id, paused_until=None)
     # Rows due after the pause's end can only be there because of it: planning queues a
     # row when its step is due, so an unpaused row is never due weeks ahead.
-    for mail in subscriber_ops.waiting_mail(conn, row.id, kinds=MARKETING):
+    for mail in mail_ops.waiting_mail(conn, row.id, kinds=MARKETING):
         if mail.due_at >= until:
-            subscriber_ops.move_mail(
+            mail_ops.move_mail(
                 conn, mail.id, due_at=timing.at_or_after(now, mail.campaign), now=now
             )
-    for e in subscriber_ops.enrolments_of(conn, row.id):
+    for e in enrolment_ops.enrolments_of(conn, row.id):
         if e.status == EnrolmentStatus.ACTIVE and e.next_due_at == until:
-            subscriber_ops.set_enrolment(conn, e.id, next_due_at=now, updated_at=now)
+            enrolment_ops.set_enrolment(conn, e.id, next_due_at=now, updated_at=now)
     return True

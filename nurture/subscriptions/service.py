@@ -10,15 +10,16 @@ The rules that keep a sensitive audience safe:
 
 * sign-up answers the same for a new, pending, confirmed, unsubscribed or suppressed
   address, and changes nothing a confirmed person agreed to: a known address only gets
-  a consent record and a fresh confirmation (at most one per 10 minutes). The campaign
-  asked for travels in that confirmation's outbox row, and confirming enrols in the
-  campaign of the email the link came from;
+  a consent record and a fresh confirmation (at most one per 10 minutes and three per
+  24 hours). The campaign, first name and time zone asked for travel with that
+  confirmation, and confirming applies those of the email the link came from: a
+  stranger's form cannot rename a pending person;
 * every text that reaches the database is clean (no NUL, no lone surrogate), and a
   first name that does not look like one is dropped: until confirmation it was typed by
   a stranger, possibly to put a link in front of the address's owner;
 * only a confirmation brings an address back after an unsubscribe, an erasure or a
-  suppression, and only a confirmation sent *after* that event (an older link in the
-  inbox cannot undo an unsubscribe);
+  suppression, and only a confirm link signed *after* that event (an older link in the
+  inbox cannot undo an unsubscribe, even once a fresh sign-up sent a new one);
 * an unsubscribe cancels every queued message and suppresses the address in the same
   transaction.
 """
@@ -27,18 +28,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from itsdangerous.encoding import base64_decode, bytes_to_int
 from sqlalchemy import Connection, Engine, Row
 
 from nurture.campaigns import Catalogue
 from nurture.exceptions import SubscriptionError, TokenError
 from nurture.logs import mask_email
-from nurture.mail.tokens import Purpose, Tokens, new_public_id
+from nurture.mail.tokens import Purpose, Tokens, new_public_id, signed_at
 from nurture.settings import Settings
+from nurture.store import confirmations as confirmation_ops
 from nurture.store import consents as consent_ops
+from nurture.store import enrolments as enrolment_ops
+from nurture.store import subscriber_outbox as mail_ops
 from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
 from nurture.store.statuses import EnrolmentStatus, SubscriberStatus
@@ -59,6 +62,9 @@ log = logging.getLogger(__name__)
 #: A pending address gets at most one confirmation email per this interval.
 CONFIRMATION_INTERVAL = timedelta(minutes=10)
 _BUCKET_SECONDS = int(CONFIRMATION_INTERVAL.total_seconds())
+#: And at most this many per :data:`CONFIRMATION_WINDOW`, whatever asks for them.
+CONFIRMATIONS_PER_WINDOW = 3
+CONFIRMATION_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,8 @@ class Subscriptions:
         Raises :class:`SubscriptionError` (with a ``field`` in its context and a message
         safe to show) for an invalid address, an unknown campaign or missing consent.
         Otherwise the outcome looks the same whatever the address's state; ``None``
-        means no email was queued (one went out less than 10 minutes ago).
+        means no email was queued (one went out less than 10 minutes ago, or three in
+        the last 24 hours).
         """
         email = normalise_address(
             request.email, check_deliverability=self.settings.check_deliverability
@@ -133,7 +140,9 @@ class Subscriptions:
                 user_agent=clean_user_agent(request.user_agent),
                 detail=detail,
             )
-            outbox_id = self._queue_confirmation(conn, row, request.campaign, now)
+            outbox_id = self._queue_confirmation(
+                conn, row, request.campaign, now, details=(first_name, timezone)
+            )
         log.info(
             "sign-up",
             extra={
@@ -187,44 +196,61 @@ class Subscriptions:
             row = subscriber_ops.by_email(conn, email, for_update=True)
             assert row is not None
             return row
-        # A known address: whatever the form says, a confirmed (or unsubscribed) person's
-        # details stay as they agreed to them: the campaign asked for travels in the
-        # confirmation's outbox row instead. A pending one takes the latest form.
+        # A known address: whatever the form says, the person's details stay as they
+        # are: the campaign, first name and time zone asked for travel with the
+        # confirmation instead (confirmation_details), applied only when that email's
+        # link is pressed. Anyone can type a pending address into the form. A pending
+        # one still remembers the latest campaign (an expired link's page offers it).
         if row.status != SubscriberStatus.PENDING:
             return row
-        subscriber_ops.change(
-            conn,
-            row.id,
-            source_campaign=request.campaign,
-            first_name=first_name or row.first_name,
-            timezone=timezone or row.timezone,
-        )
+        subscriber_ops.change(conn, row.id, source_campaign=request.campaign)
         refreshed = subscriber_ops.by_email(conn, email)
         assert refreshed is not None
         return refreshed
 
     def _queue_confirmation(
-        self, conn: Connection, row: Row[Any], campaign: str, now: datetime
+        self,
+        conn: Connection,
+        row: Row[Any],
+        campaign: str,
+        now: datetime,
+        *,
+        details: tuple[str | None, str | None] | None = None,
     ) -> int | None:
-        """Queues a confirmation unless one was queued in the last 10 minutes.
+        """Queues a confirmation unless one was queued in the last 10 minutes, or three
+        in the last 24 hours (a flood of them would be ours, in someone's inbox).
 
         The step name holds the 10-minute bucket, so the outbox's unique constraint makes
         the limit hold even for two sign-ups racing. A confirmation queued before an
         unsubscribe is void (:func:`_confirmation_current`), so it does not count: the
-        step then also names the unsubscribe, to stay unique.
+        step then also names the unsubscribe, to stay unique. The daily cap counts
+        every confirmation, void or not; the subscriber row is locked, so it holds
+        under races too. ``details`` (first name, time zone) from a sign-up form are
+        kept with this confirmation only.
         """
         last = row.confirmation_sent_at
         void = last is not None and not _confirmation_current(row, None)
         if last is not None and not void and now - last < CONFIRMATION_INTERVAL:
             return None
+        recent = confirmation_ops.queued_since(conn, row.id, now - CONFIRMATION_WINDOW)
+        if recent >= CONFIRMATIONS_PER_WINDOW:
+            log.info("confirmation cap reached", extra={"action": "confirmation_capped"})
+            return None
         step = f"confirm-{int(now.timestamp()) // _BUCKET_SECONDS}"
         if void and row.unsubscribed_at is not None:
             step += f"-{int(row.unsubscribed_at.timestamp())}"
-        outbox_id = subscriber_ops.queue_confirmation(
-            conn, row.id, campaign=campaign, step=step, now=now
-        )
+        outbox_id = mail_ops.queue_confirmation(conn, row.id, campaign=campaign, step=step, now=now)
         if outbox_id is not None:
             subscriber_ops.change(conn, row.id, confirmation_sent_at=now)
+            if details is not None:
+                first_name, timezone = details
+                confirmation_ops.keep_details(
+                    conn,
+                    outbox_id=outbox_id,
+                    subscriber_id=row.id,
+                    first_name=first_name,
+                    timezone=timezone,
+                )
         return outbox_id
 
     # Confirmation -----------------------------------------------------------------
@@ -243,7 +269,7 @@ class Subscriptions:
                 return None
             if purpose == "confirm":
                 suppression = suppression_ops.lookup(conn, self.settings, row.email)
-                if not _confirmation_current(row, suppression):
+                if not _link_current(conn, row, suppression, signed_at(token)):
                     raise TokenError("a later change replaced this link", reason="superseded")
         return Person(row.public_id, row.first_name, row.status, row.source_campaign)
 
@@ -272,16 +298,20 @@ class Subscriptions:
         later unsubscribe or suppression.
         """
         public_id = self.tokens.read("confirm", token, now=now)
-        made_at = _signed_at(token)
+        made_at = signed_at(token)
+        # Timestamps are whole seconds, rounded down: a row queued in the second the link
+        # was made counts as queued before it.
+        queued_by = made_at + timedelta(seconds=1) if made_at is not None else None
         with self.engine.begin() as conn:
             row = subscriber_ops.by_public_id(conn, public_id, for_update=True)
             if row is None:
                 raise TokenError("this link no longer works", reason="unknown")
             suppression = suppression_ops.lookup(conn, self.settings, row.email)
-            if not _confirmation_current(row, suppression):
+            if not _link_current(conn, row, suppression, made_at):
                 raise TokenError("a later change replaced this link", reason="superseded")
             newly = row.status != SubscriberStatus.CONFIRMED
-            slug = subscriber_ops.confirmation_campaign(conn, row.id, queued_by=made_at)
+            first_name = row.first_name
+            slug = mail_ops.confirmation_campaign(conn, row.id, queued_by=queued_by)
             if slug not in self.catalogue.campaigns:
                 slug = row.source_campaign
             if newly:
@@ -293,6 +323,12 @@ class Subscriptions:
                 }
                 if row.status == SubscriberStatus.PENDING and slug:
                     values["source_campaign"] = slug  # what they confirmed, not the last form
+                details = confirmation_ops.details_of_link(conn, row.id, queued_by=queued_by)
+                if row.status == SubscriberStatus.PENDING and details is not None:
+                    # The details of the form whose email was confirmed, not the last form.
+                    first_name, timezone = details
+                    values["first_name"] = first_name
+                    values["timezone"] = timezone
                 subscriber_ops.change(conn, row.id, **values)
             if suppression is not None:
                 suppression_ops.remove(conn, self.settings, row.email)
@@ -311,17 +347,17 @@ class Subscriptions:
                     user_agent=clean_user_agent(user_agent),
                 )
         log.info("confirmed", extra={"action": "confirm", "campaign": slug, "newly": newly})
-        return Confirmed(row.first_name, slug, newly)
+        return Confirmed(first_name, slug, newly)
 
     def _enrol(self, conn: Connection, row: Row[Any], slug: str | None, now: datetime) -> bool:
         """Enrols in ``slug``; revives a sequence stopped before this sign-up."""
         campaign = self.catalogue.campaigns.get(slug) if slug else None
         if campaign is None:
             return False
-        if subscriber_ops.enrol(conn, row.id, campaign.slug, now=now):
+        if enrolment_ops.enrol(conn, row.id, campaign.slug, now=now):
             return True
         current = next(
-            e for e in subscriber_ops.enrolments_of(conn, row.id) if e.campaign == campaign.slug
+            e for e in enrolment_ops.enrolments_of(conn, row.id) if e.campaign == campaign.slug
         )
         # A stopped sequence restarts where it stopped only when the person asked again
         # (signed up, or pressed undo) after it stopped: an old link cannot revive it.
@@ -329,16 +365,16 @@ class Subscriptions:
         if current.status != EnrolmentStatus.STOPPED or sent is None or current.updated_at > sent:
             return False
         if current.next_step >= len(campaign.steps):
-            subscriber_ops.set_enrolment(
+            enrolment_ops.set_enrolment(
                 conn, current.id, status=EnrolmentStatus.COMPLETED, updated_at=now
             )
             return False
         step = campaign.steps[current.next_step].slug
-        revived = subscriber_ops.requeue_cancelled(
+        revived = mail_ops.requeue_cancelled(
             conn, row.id, campaign=campaign.slug, step=step, now=now
         )
         # A revived row is the planned step already; otherwise the planner plans it now.
-        subscriber_ops.set_enrolment(
+        enrolment_ops.set_enrolment(
             conn,
             current.id,
             status=EnrolmentStatus.ACTIVE,
@@ -371,8 +407,8 @@ class Subscriptions:
             subscriber_ops.change(
                 conn, row.id, status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now
             )
-        subscriber_ops.stop_enrolments(conn, row.id, now=now)
-        cancelled = subscriber_ops.cancel_mail(conn, row.id, now=now, reason="unsubscribed")
+        enrolment_ops.stop_enrolments(conn, row.id, now=now)
+        cancelled = mail_ops.cancel_mail(conn, row.id, now=now, reason="unsubscribed")
         suppression_ops.add(conn, self.settings, row.email, reason="unsubscribe", now=now)
         if changed:
             consent_ops.record(
@@ -482,18 +518,32 @@ class Subscriptions:
         return next(iter(self.catalogue.campaigns), row.source_campaign or "newsletters")
 
 
-def _signed_at(token: str) -> datetime | None:
-    """When a token (already verified by :meth:`Tokens.read`) was made.
+def _link_current(
+    conn: Connection,
+    row: Row[Any],
+    suppression: suppression_ops.Suppression | None,
+    made_at: datetime | None,
+) -> bool:
+    """Whether a confirm link signed at ``made_at`` postdates everything that ended the
+    subscription: an unsubscribe, a suppression, any withdrawal ever recorded.
 
-    A token is ``PUBLIC_ID.TIMESTAMP.SIGNATURE`` (see :mod:`nurture.mail.tokens`); the
-    timestamp says which confirmation email a confirm link came from.
+    Its own signing time is compared, not the latest confirmation's: after an
+    unsubscribe, a stranger's sign-up sends a fresh email, which must not bring the
+    links of older ones back to life. The time is in whole seconds, rounded down, so a
+    link made in the very second of an unsubscribe counts as older.
     """
-    try:
-        seconds = bytes_to_int(base64_decode(token.split(".")[1]))
-        # Whole seconds, rounded down: the row queued in that second counts as before.
-        return datetime.fromtimestamp(seconds + 1, UTC)
-    except (IndexError, ValueError, OverflowError, OSError):
-        return None
+    if made_at is None or not _confirmation_current(row, suppression):
+        return False
+    ended = [
+        moment
+        for moment in (
+            row.unsubscribed_at,
+            suppression.created_at if suppression is not None else None,
+            consent_ops.last_at(conn, row.id, "withdraw"),
+        )
+        if moment is not None
+    ]
+    return all(made_at > moment for moment in ended)
 
 
 def _confirmation_current(row: Row[Any], suppression: suppression_ops.Suppression | None) -> bool:

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from nurture.exceptions import SubscriptionError
-from nurture.mail.tokens import normalise_email
+from nurture.mail.addresses import normalise_email
+from nurture.mail.recipients import tidy_spaces
 
 #: A first name longer than this is not a first name; it is dropped, not cut.
 FIRST_NAME_MAX = 40
@@ -40,6 +41,8 @@ _NAME_PUNCTUATION = frozenset(" '\u2019-.")
 _LINK_LIKE = re.compile(r"://|@|www\.|\.[^\W\d_]{2,}", re.IGNORECASE)
 _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+#: How an RFC 2047 encoded word starts; refused in a local part (see normalise_address).
+_ENCODED_WORD = "=?"
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ def normalise_address(email: object, *, check_deliverability: bool = False) -> s
     """The canonical form of a valid address; raises :class:`SubscriptionError` otherwise.
 
     The error's ``field`` is ``"email"`` and its message is safe to show the person.
+    A local part holding ``=?`` (the start of an RFC 2047 encoded word) is refused: mail
+    libraries decode it in ``To:``, so it could name other people there.
     """
     if (
         not isinstance(email, str)
@@ -98,6 +103,11 @@ def normalise_address(email: object, *, check_deliverability: bool = False) -> s
         info = validate_email(email.strip(), check_deliverability=check_deliverability)
     except EmailNotValidError:
         raise SubscriptionError("Please enter a valid email address.", field="email") from None
+    if _ENCODED_WORD in info.local_part:
+        # RFC 5322 allows "=?" in a local part, but a mail library reading the To: header
+        # decodes "=?utf-8?q?victim=40gmail.com=2C_x?=" as an RFC 2047 encoded word:
+        # third parties in To:, or a parse error. No real mailbox is spelt like that.
+        raise SubscriptionError("Please enter a valid email address.", field="email")
     return normalise_email(info.normalized)
 
 
@@ -109,8 +119,9 @@ def clean_first_name(value: object) -> str | None:
     letters, combining marks, spaces, apostrophes, hyphens and full stops, at most
     :data:`FIRST_NAME_MAX` characters, at least one letter, and nothing that reads as a
     link or an address (``://``, ``@``, ``www.``, ``evil.example``). Runs of white space
-    become one space. Raises :class:`SubscriptionError` (``field="first_name"``) only for
-    a value that is not text at all.
+    become one space, by :func:`~nurture.mail.recipients.tidy_spaces`, the tidying every
+    greeting applies too. Raises :class:`SubscriptionError` (``field="first_name"``) only
+    for a value that is not text at all.
     """
     if value is None:
         return None
@@ -118,7 +129,7 @@ def clean_first_name(value: object) -> str | None:
         raise SubscriptionError("Please check your first name.", field="first_name")
     if len(value) > FIRST_NAME_MAX * 4:  # not worth normalising
         return None
-    name = _SPACES.sub(" ", unicodedata.normalize("NFC", value)).strip()
+    name = tidy_spaces(unicodedata.normalize("NFC", value))
     if not name or len(name) > FIRST_NAME_MAX or _LINK_LIKE.search(name):
         return None
     if not any(ch.isalpha() for ch in name):

@@ -27,8 +27,7 @@ from nurture.settings import Settings
 from nurture.store import suppressions as suppression_ops
 from nurture.store.schema import enrolments, outbox
 from nurture.web.app import create_app
-from tests.test_subscriptions import CAMPAIGN, rows, subscriber
-from tests.web_server import serve_app
+from tests.helpers import CAMPAIGN, rows, serve_app, subscriber
 
 # The whole path runs on an injected clock: a fixed instant at midday in the reader's
 # zone, inside the 08:00-20:00 send window whatever the hour the suite runs at. The zone

@@ -20,7 +20,7 @@ from nurture.runtime.services import Services
 from nurture.settings import Settings
 from nurture.store.schema import enrolments, outbox
 from nurture.testing import FakeClock, FakeProvider
-from tests.flow import (
+from tests.helpers import (
     add_confirmed,
     last_value,
     sends_to,

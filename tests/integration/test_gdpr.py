@@ -23,7 +23,7 @@ from nurture.store.schema import (
     webhook_events,
 )
 from nurture.subscriptions import Subscriptions, gdpr
-from tests.test_subscriptions import (
+from tests.helpers import (
     CAMPAIGN,
     T0,
     add_outbox,
@@ -31,6 +31,7 @@ from tests.test_subscriptions import (
     make_service,
     request,
     rows,
+    run_cli,
     subscriber,
 )
 
@@ -351,8 +352,6 @@ def test_import_refuses_dates_out_of_range_and_cleans_text(
 def test_the_import_command_reports_bad_files_without_a_traceback(
     database_url: str, tmp_path: Path
 ) -> None:
-    from tests.test_cli import run
-
     # The command migrates its database itself: on SQLite give it a fresh file (the
     # fixture's was made without migrations); the PostgreSQL schema is migrated already.
     if database_url.startswith("sqlite"):
@@ -369,7 +368,7 @@ def test_the_import_command_reports_bad_files_without_a_traceback(
         (("subscribers", "import", str(tmp_path / "missing.csv")), "missing.csv: cannot read"),
         (("subscribers", "import", str(dates)), f"{dates}:2: refused: consent_date"),
     ):
-        result = run(tmp_path, *args, env=env)
+        result = run_cli(tmp_path, *args, env=env)
         output = result.stdout + result.stderr
         assert result.returncode == 1, output
         assert expected in output and "Traceback" not in output

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from nurture.settings import Settings
 from nurture.store.schema import consents, outbox
 from nurture.subscriptions import Subscriptions, inbound
-from tests.test_subscriptions import T0, add_outbox, confirmed, make_service, rows, snapshot
+from tests.helpers import T0, add_outbox, confirmed, make_service, rows, snapshot
 
 
 @pytest.fixture

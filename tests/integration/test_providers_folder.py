@@ -17,7 +17,7 @@ from nurture.providers.folder import FolderProvider
 from nurture.providers.sendgrid import SendGridProvider
 from nurture.providers.smtp import SMTPProvider
 from nurture.settings import Settings
-from tests.providers_contract import Mail, ProviderContract, mail_from_mime, make_batch
+from tests.integration.providers_contract import Mail, ProviderContract, mail_from_mime, make_batch
 
 
 class TestFolderContract(ProviderContract):

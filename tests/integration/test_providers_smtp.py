@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import socket
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,51 +21,8 @@ from pydantic import SecretStr
 from nurture.exceptions import ConfigurationError
 from nurture.providers.smtp import SMTPProvider
 from nurture.settings import Settings
-from tests.providers_contract import Mail, ProviderContract, mail_from_mime, make_batch
-
-
-@dataclass
-class Received:
-    peer: tuple[str, int]
-    mail_from: str
-    rcpt_tos: list[str]
-    data: bytes
-
-
-@dataclass
-class Collector:
-    """An aiosmtpd handler keeping every message; refuses listed addresses and can hang up."""
-
-    refuse: set[str] = field(default_factory=set)
-    #: Answer 421 (closing) to the DATA of the message for this address.
-    close_on: set[str] = field(default_factory=set)
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address in self.refuse:
-            return "550 5.1.1 No such mailbox here"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.close_on.intersection(envelope.rcpt_tos):
-            return "421 4.3.2 Service shutting down"
-        self.received.append(
-            Received(session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
-        )
-        return "250 Message accepted for delivery"
-
-    def mails(self) -> list[Mail]:
-        return [mail_from_mime(r.data) for r in self.received]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.helpers import Collector, free_port, serve_smtp, smtp_settings
+from tests.integration.providers_contract import Mail, ProviderContract, mail_from_mime, make_batch
 
 
 @pytest.fixture
@@ -75,29 +30,11 @@ def collector() -> Collector:
     return Collector()
 
 
-def serve(handler: Collector, **options: Any) -> Controller:
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
-    controller.start()
-    return controller
-
-
 @pytest.fixture
 def smtp_server(collector: Collector) -> Iterator[Controller]:
-    controller = serve(collector)
+    controller = serve_smtp(collector)
     yield controller
     controller.stop()
-
-
-def smtp_settings(settings: Settings, port: int, **update: Any) -> Settings:
-    values: dict[str, Any] = {
-        "delivery": "smtp",
-        "smtp_host": "127.0.0.1",
-        "smtp_port": port,
-        "smtp_starttls": False,
-        "smtp_timeout": 5.0,
-    }
-    values.update(update)
-    return settings.model_copy(update=values)
 
 
 class TestSMTPContract(ProviderContract):
@@ -238,7 +175,7 @@ def tls_server(collector: Collector, certificate: tuple[Path, Path, bytes]) -> I
     cert_file, key_file, _ = certificate
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    controller = serve(
+    controller = serve_smtp(
         collector,
         tls_context=context,
         require_starttls=True,

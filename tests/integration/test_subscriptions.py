@@ -2,98 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine
 
-from nurture.campaigns import load_catalogue
 from nurture.exceptions import SubscriptionError, TokenError, TokenExpired
 from nurture.mail.tokens import Tokens
 from nurture.settings import Settings
 from nurture.store import consents as consent_ops
 from nurture.store import suppressions as suppression_ops
-from nurture.store.schema import consents, enrolments, metadata, outbox, subscribers, suppressions
-from nurture.subscriptions import SignUpRequest, Subscriptions
+from nurture.store.schema import consents, enrolments, outbox, subscribers, suppressions
+from nurture.subscriptions import Subscriptions
 from nurture.subscriptions.validation import clean_first_name
-
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-CAMPAIGN = "what-i-actually-do"
-OTHER = "beginning-therapy"
-#: The consent version the settings fixture uses (the shipped default).
-CONSENT_VERSION = str(Settings.model_fields["consent_version"].default)
-
-
-# Helpers shared with the other subscriber test modules ----------------------------
-
-
-def make_service(settings: Settings, engine: Engine) -> Subscriptions:
-    return Subscriptions(settings, engine, Tokens.from_settings(settings), load_catalogue(settings))
-
-
-def request(email: str = "jane@example.com", **changes: Any) -> SignUpRequest:
-    values: dict[str, Any] = {
-        "email": email,
-        "campaign": CAMPAIGN,
-        "consent": True,
-        "first_name": "Jane",
-        "timezone": "Europe/Berlin",
-        "form_url": "https://www.example-practice.com/articles/what-i-actually-do",
-        "ip": "203.0.113.7",
-        "user_agent": "Mozilla/5.0 (test)",
-        "channel": "form",
-        "consent_version": CONSENT_VERSION,
-    }
-    values.update(changes)
-    return SignUpRequest(**values)
-
-
-def rows(engine: Engine, table: Any, *where: Any) -> list[Any]:
-    with engine.connect() as conn:
-        return list(conn.execute(select(table).where(*where).order_by(*table.primary_key)))
-
-
-def subscriber(engine: Engine, email: str = "jane@example.com") -> Any:
-    found = rows(engine, subscribers, subscribers.c.email == email)
-    return found[0] if found else None
-
-
-def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table: compare before and after to prove nothing changed."""
-    with engine.connect() as conn:
-        return {
-            t.name: sorted(
-                (tuple(r) for r in conn.execute(select(t))), key=lambda r: tuple(map(str, r))
-            )
-            for t in metadata.sorted_tables
-        }
-
-
-def add_outbox(engine: Engine, subscriber_id: int, step: str, status: str, **extra: Any) -> int:
-    values = {
-        "subscriber_id": subscriber_id,
-        "kind": "sequence",
-        "campaign": CAMPAIGN,
-        "step": step,
-        "due_at": T0,
-        "status": status,
-        "attempts": 0,
-        "created_at": T0,
-        "updated_at": T0,
-        **extra,
-    }
-    with engine.begin() as conn:
-        return int(conn.execute(insert(outbox).values(values).returning(outbox.c.id)).scalar_one())
-
-
-def confirmed(service: Subscriptions, email: str = "jane@example.com", now: datetime = T0) -> Any:
-    """A confirmed, enrolled subscriber (signed up and confirmed at ``now``)."""
-    service.sign_up(request(email), now=now)
-    row = subscriber(service.engine, email)
-    service.confirm(service.tokens.make("confirm", row.public_id, now=now), now=now)
-    return subscriber(service.engine, email)
+from tests.helpers import (
+    CAMPAIGN,
+    OTHER,
+    T0,
+    add_outbox,
+    confirmed,
+    make_service,
+    request,
+    rows,
+    snapshot,
+    subscriber,
+)
 
 
 @pytest.fixture
@@ -820,7 +755,7 @@ def test_with_a_suppression_key_secret_keys_rotate_freely(
 def test_an_entry_under_an_older_key_moves_to_the_current_one(
     engine: Engine, settings: Settings
 ) -> None:
-    from nurture.mail.tokens import email_hash
+    from nurture.mail.addresses import email_hash
 
     before = _keys(settings, "k1")
     with engine.begin() as conn:

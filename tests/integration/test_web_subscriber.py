@@ -20,8 +20,7 @@ from nurture.settings import Settings
 from nurture.store.schema import consents, enrolments, outbox, subscribers
 from nurture.testing import FakeProvider
 from nurture.web.app import create_app
-from tests.test_subscriptions import CAMPAIGN, add_outbox, rows, snapshot, subscriber
-from tests.web_server import serve_app
+from tests.helpers import CAMPAIGN, add_outbox, rows, serve_app, snapshot, subscriber
 
 FORM = "application/x-www-form-urlencoded"
 FORM_HEADERS = {"Content-Type": FORM}

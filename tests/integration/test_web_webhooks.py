@@ -20,7 +20,7 @@ from nurture.testing import FakeProvider
 from nurture.testing.webhook_signing import WebhookSigner, encode_events, make_event, post_events
 from nurture.web.app import create_app
 from nurture.web.webhooks import MAX_BODY
-from tests.web_server import serve_app
+from tests.helpers import serve_app
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nurture.mail.messages import Batch, Content, Sender
-from nurture.mail.recipients import RecipientFactory, parse_unsubscribe_mailto
+from nurture.mail.recipients import RecipientFactory, first_name_value, parse_unsubscribe_mailto
 from nurture.mail.tokens import Tokens, new_public_id
 from nurture.settings import Settings
 
@@ -112,6 +112,16 @@ class TestConfirmation:
     def test_first_name_fallback(self, factory: RecipientFactory) -> None:
         r = factory.confirmation(email=ADDRESS, public_id=new_public_id(), first_name=None)
         assert r.values["first_name"] == "there"
+
+    def test_first_name_tidied_as_in_the_preview(self, factory: RecipientFactory) -> None:
+        r = factory.marketing(
+            email=ADDRESS,
+            public_id=new_public_id(),
+            first_name=" Mary  Ann\n",
+            fallback="there",
+            outbox_id=None,
+        )
+        assert r.values["first_name"] == first_name_value(" Mary  Ann\n", "there") == "Mary Ann"
 
 
 def _pieces(address: str) -> set[str]:
