@@ -37,16 +37,16 @@ from sqlalchemy import Connection, Engine
 from nurture import metrics
 from nurture.campaigns import Catalogue
 from nurture.clock import Clock, utcnow
-from nurture.delivery import outcomes, sequencing
+from nurture.delivery import checks, outcomes, sequencing
 from nurture.delivery.composing import Composer
-from nurture.exceptions import CampaignError, ConfigurationError, NurtureError
+from nurture.exceptions import ConfigurationError, NurtureError
 from nurture.mail.messages import Batch
 from nurture.mail.recipients import RecipientFactory
 from nurture.providers.base import Outcome, Provider, SendResult
 from nurture.rendering import Renderer
 from nurture.settings import Settings
 from nurture.store import outbox as outbox_ops
-from nurture.store.statuses import MARKETING, OutboxKind, OutboxStatus, SubscriberStatus
+from nurture.store.statuses import OutboxStatus
 
 log = logging.getLogger(__name__)
 #: A 429 asking us to wait longer than this ends the pass; the rows wait in the queue.
@@ -256,42 +256,8 @@ class Dispatcher:
         report: DispatchReport,
     ) -> list[outbox_ops.Claimed]:
         """Cancels what must never go and defers what must not go yet; returns the rest."""
-        sendable: list[outbox_ops.Claimed] = []
-        cancel: dict[str, list[outbox_ops.Claimed]] = defaultdict(list)
-        defer: dict[int, datetime] = {}
-        # Rows of a batch share few zones: the window verdict is computed once per zone.
-        opens: dict[tuple[str | None, sequencing.Window], datetime] = {}
-        for row in rows:
-            marketing = row.kind in MARKETING
-            if row.email is None:
-                cancel["no subscriber"].append(row)
-            elif row.expired:
-                cancel["expired"].append(row)
-            elif marketing and row.status != SubscriberStatus.CONFIRMED:
-                cancel["not subscribed"].append(row)
-            elif row.kind == OutboxKind.NEWSLETTER and not row.newsletters:
-                cancel["newsletters off"].append(row)
-            elif not self._known(row):
-                cancel["no such step"].append(row)
-            elif marketing:
-                window = self._window(row)
-                if row.paused_until is not None and row.paused_until > now:
-                    zone = sequencing.zone_for(row.timezone, self._practice_zone)
-                    at = sequencing.send_time(
-                        now, zone=zone, window=window, paused_until=row.paused_until
-                    )
-                else:
-                    key = (row.timezone, window)
-                    if key not in opens:
-                        zone = sequencing.zone_for(row.timezone, self._practice_zone)
-                        opens[key] = sequencing.into_window(now, zone, window)
-                    at = opens[key]
-                if at > now:
-                    defer[row.id] = at
-                else:
-                    sendable.append(row)
-            else:
-                sendable.append(row)
+        verdicts = checks.sort(rows, now, self.catalogue, self._default_window, self._practice_zone)
+        cancel, defer = verdicts.cancel, verdicts.defer
         for reason, cancelled in cancel.items():
             count = outbox_ops.cancel(conn, [r.id for r in cancelled], now=now, reason=reason)
             report.add(cancelled=count)
@@ -299,24 +265,7 @@ class Dispatcher:
         outcomes.vanished(conn, cancel.get("no such step", []), now)
         outbox_ops.requeue(conn, defer, now=now, expect=OutboxStatus.QUEUED)
         report.add(deferred=len(defer))
-        return sendable
-
-    def _known(self, row: outbox_ops.Claimed) -> bool:
-        """Whether the campaign files still hold what the row would send."""
-        if row.kind == OutboxKind.CONFIRMATION:
-            # A confirmation names the campaign signed up for, not one of its steps.
-            return row.campaign in self.catalogue.campaigns
-        try:
-            self.catalogue.content_for(row.campaign, row.step)
-        except CampaignError:
-            return False
-        return True
-
-    def _window(self, row: outbox_ops.Claimed) -> sequencing.Window:
-        campaign = self.catalogue.campaigns.get(row.campaign)
-        if row.kind == OutboxKind.SEQUENCE and campaign is not None and campaign.send_window:
-            return campaign.send_window
-        return self._default_window
+        return verdicts.sendable
 
     # -- 2. send -------------------------------------------------------------------
 

@@ -1,0 +1,98 @@
+"""The last checks before a row leaves: what planning checked, asked again at send time.
+
+Between planning and sending, a reader may unsubscribe, turn newsletters off or pause,
+a newsletter may pass its "not after", a step may vanish from the files, and the
+reader's send window may close (a dispatcher down overnight must not catch up at
+3 a.m.). :func:`sort` says, for each row taken, whether it goes now, is cancelled (and
+why) or waits until a given instant. Pure: no database, no clock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from nurture.campaigns import Catalogue
+from nurture.delivery import sequencing
+from nurture.exceptions import CampaignError
+from nurture.store import outbox as outbox_ops
+from nurture.store.statuses import MARKETING, OutboxKind, SubscriberStatus
+
+
+@dataclass
+class Verdicts:
+    """Rows that go now, rows cancelled by reason, and rows deferred to an instant."""
+
+    sendable: list[outbox_ops.Claimed] = field(default_factory=list)
+    cancel: dict[str, list[outbox_ops.Claimed]] = field(default_factory=lambda: defaultdict(list))
+    defer: dict[int, datetime] = field(default_factory=dict)
+
+
+def sort(
+    rows: Sequence[outbox_ops.Claimed],
+    now: datetime,
+    catalogue: Catalogue,
+    default_window: sequencing.Window,
+    practice_zone: ZoneInfo,
+) -> Verdicts:
+    """The verdict on every row taken, as of ``now``."""
+    verdicts = Verdicts()
+    sendable, cancel, defer = verdicts.sendable, verdicts.cancel, verdicts.defer
+    # Rows of a batch share few zones: the window verdict is computed once per zone.
+    opens: dict[tuple[str | None, sequencing.Window], datetime] = {}
+    for row in rows:
+        marketing = row.kind in MARKETING
+        if row.email is None:
+            cancel["no subscriber"].append(row)
+        elif row.expired:
+            cancel["expired"].append(row)
+        elif marketing and row.status != SubscriberStatus.CONFIRMED:
+            cancel["not subscribed"].append(row)
+        elif row.kind == OutboxKind.NEWSLETTER and not row.newsletters:
+            cancel["newsletters off"].append(row)
+        elif not _known(catalogue, row):
+            cancel["no such step"].append(row)
+        elif marketing:
+            window = _window(catalogue, row, default_window)
+            if row.paused_until is not None and row.paused_until > now:
+                zone = sequencing.zone_for(row.timezone, practice_zone)
+                at = sequencing.send_time(
+                    now, zone=zone, window=window, paused_until=row.paused_until
+                )
+            else:
+                key = (row.timezone, window)
+                if key not in opens:
+                    zone = sequencing.zone_for(row.timezone, practice_zone)
+                    opens[key] = sequencing.into_window(now, zone, window)
+                at = opens[key]
+            if at > now:
+                defer[row.id] = at
+            else:
+                sendable.append(row)
+        else:
+            sendable.append(row)
+    return verdicts
+
+
+def _known(catalogue: Catalogue, row: outbox_ops.Claimed) -> bool:
+    """Whether the campaign files still hold what the row would send."""
+    if row.kind == OutboxKind.CONFIRMATION:
+        # A confirmation names the campaign signed up for, not one of its steps.
+        return row.campaign in catalogue.campaigns
+    try:
+        catalogue.content_for(row.campaign, row.step)
+    except CampaignError:
+        return False
+    return True
+
+
+def _window(
+    catalogue: Catalogue, row: outbox_ops.Claimed, default: sequencing.Window
+) -> sequencing.Window:
+    campaign = catalogue.campaigns.get(row.campaign)
+    if row.kind == OutboxKind.SEQUENCE and campaign is not None and campaign.send_window:
+        return campaign.send_window
+    return default
