@@ -166,7 +166,7 @@ def db_upgrade(settings: Settings) -> int:
 
 
 def subscribers(settings: Settings, args: argparse.Namespace) -> int:
-    from nurture.subscriptions import gdpr
+    from nurture.subscriptions import export, gdpr
 
     engine = _engine(settings)
     match args.action:
@@ -184,9 +184,9 @@ def subscribers(settings: Settings, args: argparse.Namespace) -> int:
         case "export":
             if args.out:
                 with args.out.open("w", newline="", encoding="utf-8") as out:
-                    gdpr.export_csv(engine, out)
+                    export.export_csv(engine, out)
             else:
-                gdpr.export_csv(engine, sys.stdout)
+                export.export_csv(engine, sys.stdout)
         case "import":
             report = gdpr.import_csv(
                 engine, settings, args.file, utcnow(), progress=sys.stderr.isatty()

@@ -13,6 +13,7 @@ connection inside the caller's transaction:
 - ``outbox``: the queue (planned rows, taking, marking, leases, unknown outcomes);
   ``subscriber_outbox``: one subscriber's rows (confirmation, cancel, move, history);
   ``planning``: newsletter planning's INSERT ... SELECT and its ``newsletter_runs``;
+  ``confirmations``: confirmation emails as a whole (counts, the details each carried);
 - ``consents``, ``suppressions``, ``webhook_events``, ``job_runs``: one table each;
 - ``stats``: read-only counts for ``nurture stats`` and the metrics.
 """

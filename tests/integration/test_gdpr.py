@@ -22,7 +22,7 @@ from nurture.store.schema import (
     suppressions,
     webhook_events,
 )
-from nurture.subscriptions import Subscriptions, gdpr
+from nurture.subscriptions import Subscriptions, export, gdpr
 from tests.helpers import (
     CAMPAIGN,
     T0,
@@ -212,7 +212,7 @@ def test_export_streams_every_subscriber(service: Subscriptions, engine: Engine)
         )
     out = io.StringIO()
 
-    assert gdpr.export_csv(engine, out) == 2
+    assert export.export_csv(engine, out) == 2
 
     exported = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert list(exported[0]) == list(gdpr.EXPORT_COLUMNS)
@@ -239,7 +239,7 @@ def test_export_neutralises_every_text_cell(service: Subscriptions, engine: Engi
         )
     out = io.StringIO()
 
-    gdpr.export_csv(engine, out)
+    export.export_csv(engine, out)
 
     exported = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [row["email"] for row in exported] == ["'" + e.lower() for e in formulas]
