@@ -44,6 +44,7 @@ class Ledger:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # tests wait on it, not a sleep
         self._accepted: list[Accepted] = []
         self._statuses: list[int | None] = []
         self._recipient_count = 0
@@ -56,6 +57,16 @@ class Ledger:
                 self._accepted.append(record)
                 if not record.sandbox:
                     self._recipient_count += record.recipient_count
+            self._changed.notify_all()
+
+    def wait_accepted(self, count: int = 1, *, timeout: float = 10.0) -> bool:
+        """Blocks until ``count`` requests were accepted; ``False`` when ``timeout`` ran out.
+
+        The answer to a request may be lost while the server still takes it (a dropped
+        connection after acceptance): a test waits here for the record, not in a loop.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._accepted) >= count, timeout)
 
     @property
     def accepted(self) -> list[Accepted]:

@@ -169,6 +169,10 @@ class FakeSendGrid:
 
     # What happened -------------------------------------------------------------------
 
+    def wait_accepted(self, count: int = 1, *, timeout: float = 10.0) -> bool:
+        """Blocks until ``count`` requests were accepted (see :meth:`Ledger.wait_accepted`)."""
+        return self.ledger.wait_accepted(count, timeout=timeout)
+
     @property
     def accepted(self) -> list[Accepted]:
         """Every accepted request, in arrival order."""
