@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from nurture.campaigns.days import parse_send_days
 from nurture.campaigns.documents import (
     Document,
     FrontMatterFile,
@@ -31,16 +32,19 @@ from nurture.campaigns.model import (
     Step,
 )
 from nurture.campaigns.problems import Problems
+from nurture.campaigns.snippets import SNIPPETS, Snippet, read_snippets
 from nurture.exceptions import CampaignError
 from nurture.settings import Settings, parse_window
 
 CAMPAIGN_FILE = "campaign.yaml"
 CAMPAIGN_KEYS = frozenset(
     {"name", "article", "from_name", "first_name_fallback", "send_window"}
-    | {"discretion_words", "steps"}
+    | {"discretion_words", "steps", "send_days", "hold", "stop_when", "archive"}
 )
+#: The events a campaign may stop on (``stop_when``).
+STOP_EVENTS = frozenset({"booked"})
 ARTICLE_KEYS = frozenset({"title", "url"})
-STEP_KEYS = frozenset({"subject", "preheader", "delay"})
+STEP_KEYS = frozenset({"subject", "preheader", "delay", "draft", "send_days"})
 NEWSLETTER_KEYS = frozenset({"subject", "preheader", "send_at", "not_after"})
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -113,6 +117,7 @@ def read_catalogue(settings: Settings, problems: Problems) -> Catalogue:
     root = Path(settings.campaigns_dir)
     campaigns: dict[str, Campaign] = {}
     newsletters: dict[str, Newsletter] = {}
+    snippets: dict[str, Snippet] = {}
     if not root.is_dir():
         problems.error(root, 1, "campaigns folder not found")
         return Catalogue(campaigns, newsletters, root)
@@ -125,10 +130,13 @@ def read_catalogue(settings: Settings, problems: Problems) -> Catalogue:
                 if newsletter is not None:
                     newsletters[newsletter.slug] = newsletter
             continue
+        if folder.name == SNIPPETS:  # shared blocks, {{ snippet.NAME }}: see .snippets
+            snippets = read_snippets(folder, problems)
+            continue
         campaign = _read_campaign(folder, problems)
         if campaign is not None:
             campaigns[campaign.slug] = campaign
-    return Catalogue(campaigns, newsletters, root)
+    return Catalogue(campaigns, newsletters, root, snippets=snippets)
 
 
 def _read_campaign(folder: Path, problems: Problems) -> Campaign | None:
@@ -165,6 +173,9 @@ def _read_campaign(folder: Path, problems: Problems) -> Campaign | None:
         problems.error(path, doc.line_of("discretion_words"), "discretion_words must be a list")
         words = []
     steps = _read_steps(folder, doc, problems)
+    send_days = _send_days(doc, path, problems)
+    hold = _flag(doc, "hold", path, problems)
+    stop_when = _stop_when(doc, path, problems)
     return Campaign(
         slug=folder.name,
         name=name,
@@ -173,10 +184,44 @@ def _read_campaign(folder: Path, problems: Problems) -> Campaign | None:
         from_name=from_name,
         first_name_fallback=fallback,
         send_window=window,
-        steps=tuple(steps),
+        steps=tuple(s for s in steps if not s.draft),
         path=path,
         discretion_words=tuple(w.strip() for w in words),
+        drafts=tuple(s for s in steps if s.draft),
+        order=tuple(s.slug for s in steps),
+        send_days=send_days,
+        hold=hold,
+        stop_when=stop_when,
+        archive=_flag(doc, "archive", path, problems),
     )
+
+
+def _send_days(doc: Document, path: Path, problems: Problems) -> frozenset[int] | None:
+    if doc.data.get("send_days") is None:
+        return None
+    try:
+        return parse_send_days(doc.data["send_days"])
+    except ValueError as exc:
+        problems.error(path, doc.line_of("send_days"), f"send_days: {exc}")
+        return None
+
+
+def _flag(doc: Document, key: str, path: Path, problems: Problems) -> bool:
+    value = doc.data.get(key, False)
+    if not isinstance(value, bool):
+        problems.error(path, doc.line_of(key), f"{key} must be true or false")
+        return False
+    return value
+
+
+def _stop_when(doc: Document, path: Path, problems: Problems) -> frozenset[str]:
+    value = doc.data.get("stop_when") or []
+    events = [value] if isinstance(value, str) else value
+    if not isinstance(events, list) or any(e not in STOP_EVENTS for e in events):
+        known = ", ".join(sorted(STOP_EVENTS))
+        problems.error(path, doc.line_of("stop_when"), f"stop_when lists events from: {known}")
+        return frozenset()
+    return frozenset(events)
 
 
 def _article(doc: Document, path: Path, problems: Problems) -> tuple[str, str]:
@@ -266,7 +311,18 @@ def _read_step(path: Path, *, first: bool, problems: Problems) -> Step | None:
     elif not first:
         message = "missing delay: how long after the previous step, e.g. '2 days'"
         problems.error(path, doc.line, message)
-    return Step(path.stem, subject, preheader, delay, parsed.body, path, parsed.body_line)
+    draft = _flag(doc, "draft", path, problems)
+    return Step(
+        path.stem,
+        subject,
+        preheader,
+        delay,
+        parsed.body,
+        path,
+        parsed.body_line,
+        draft=draft,
+        send_days=_send_days(doc, path, problems),
+    )
 
 
 def _read_newsletter(path: Path, zone: ZoneInfo, problems: Problems) -> Newsletter | None:

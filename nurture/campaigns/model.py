@@ -13,6 +13,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nurture.campaigns.snippets import Snippet
 from nurture.exceptions import CampaignError
 from nurture.mail.messages import Sender
 
@@ -41,6 +42,10 @@ class Step:
     body: str
     path: Path
     body_line: int
+    #: A draft is previewed and test-sent, never sent: the sequence skips it.
+    draft: bool = False
+    #: Weekdays (Monday 0) this step may go out on; ``None``: the campaign's rule.
+    send_days: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,34 @@ class Campaign:
     path: Path
     #: Extra words for the discretion check, on top of the settings' list.
     discretion_words: tuple[str, ...] = field(default=())
+    #: ``archive: true``: the steps are public web pages under ``/archive`` too.
+    archive: bool = False
+    #: Draft steps (``draft: true``), kept out of ``steps``: no reader is ever sent one.
+    drafts: tuple[Step, ...] = field(default=())
+    #: Every step slug in the order of ``campaign.yaml``, drafts included.
+    order: tuple[str, ...] = field(default=())
+    #: Weekdays (Monday 0) the sequence may go out on; ``None``: every day.
+    send_days: frozenset[int] | None = None
+    #: Evergreen: readers who reached the end stay enrolled and get steps added later.
+    hold: bool = False
+    #: Events that end the sequence for a reader (``booked``).
+    stop_when: frozenset[str] = field(default=frozenset())
+
+    def outline(self) -> tuple[Step, ...]:
+        """Every step, drafts included, in the order of ``campaign.yaml``."""
+        by_slug = {s.slug: s for s in (*self.steps, *self.drafts)}
+        if not self.order:
+            return (*self.steps, *self.drafts)
+        return tuple(by_slug[slug] for slug in self.order if slug in by_slug)
+
+    def days_for(self, step: Step) -> frozenset[int] | None:
+        """The weekdays ``step`` may go out on: its own rule, else the campaign's."""
+        return step.send_days if step.send_days is not None else self.send_days
 
     def step(self, slug: str) -> Step:
-        """The step with that slug; raises :class:`CampaignError` when there is none."""
-        for step in self.steps:
+        """The step with that slug, a draft too (preview, test send); raises
+        :class:`CampaignError` when there is none."""
+        for step in (*self.steps, *self.drafts):
             if step.slug == slug:
                 return step
         raise CampaignError(f"campaign {self.slug!r} has no step {slug!r}", path=str(self.path))
@@ -96,6 +125,9 @@ class Catalogue:
     newsletters: dict[str, Newsletter]
     #: The folder they were read from (for messages).
     root: Path = field(default=Path("campaigns"))
+    #: The shared blocks of ``campaigns/snippets/``, by name (``{{ snippet.NAME }}``),
+    #: carried here so that a reloaded catalogue renders with the snippets' new text.
+    snippets: dict[str, Snippet] = field(default_factory=dict)
 
     def campaign(self, slug: str) -> Campaign:
         """The campaign; raises :class:`CampaignError` when unknown."""

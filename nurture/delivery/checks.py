@@ -42,7 +42,7 @@ def sort(
     verdicts = Verdicts()
     sendable, cancel, defer = verdicts.sendable, verdicts.cancel, verdicts.defer
     # Rows of a batch share few zones: the window verdict is computed once per zone.
-    opens: dict[tuple[str | None, sequencing.Window], datetime] = {}
+    opens: dict[tuple[str | None, sequencing.Window, sequencing.Days], datetime] = {}
     for row in rows:
         marketing = row.kind in MARKETING
         if row.email is None:
@@ -56,17 +56,17 @@ def sort(
         elif not _known(catalogue, row):
             cancel["no such step"].append(row)
         elif marketing:
-            window = _window(catalogue, row, default_window)
+            window, days = _window(catalogue, row, default_window)
             if row.paused_until is not None and row.paused_until > now:
                 zone = sequencing.zone_for(row.timezone, practice_zone)
                 at = sequencing.send_time(
-                    now, zone=zone, window=window, paused_until=row.paused_until
+                    now, zone=zone, window=window, paused_until=row.paused_until, days=days
                 )
             else:
-                key = (row.timezone, window)
+                key = (row.timezone, window, days)
                 if key not in opens:
                     zone = sequencing.zone_for(row.timezone, practice_zone)
-                    opens[key] = sequencing.into_window(now, zone, window)
+                    opens[key] = sequencing.into_window(now, zone, window, days)
                 at = opens[key]
             if at > now:
                 defer[row.id] = at
@@ -78,10 +78,14 @@ def sort(
 
 
 def _known(catalogue: Catalogue, row: outbox_ops.Claimed) -> bool:
-    """Whether the campaign files still hold what the row would send."""
+    """Whether the campaign files still hold what the row would send (a draft is
+    never sent: a step made a draft again after it was queued is cancelled)."""
     if row.kind == OutboxKind.CONFIRMATION:
         # A confirmation names the campaign signed up for, not one of its steps.
         return row.campaign in catalogue.campaigns
+    if row.kind == OutboxKind.SEQUENCE:
+        campaign = catalogue.campaigns.get(row.campaign)
+        return campaign is not None and any(s.slug == row.step for s in campaign.steps)
     try:
         catalogue.content_for(row.campaign, row.step)
     except CampaignError:
@@ -91,8 +95,13 @@ def _known(catalogue: Catalogue, row: outbox_ops.Claimed) -> bool:
 
 def _window(
     catalogue: Catalogue, row: outbox_ops.Claimed, default: sequencing.Window
-) -> sequencing.Window:
+) -> tuple[sequencing.Window, sequencing.Days]:
+    """The row's send window and send days: its campaign's and step's for a sequence."""
     campaign = catalogue.campaigns.get(row.campaign)
-    if row.kind == OutboxKind.SEQUENCE and campaign is not None and campaign.send_window:
-        return campaign.send_window
-    return default
+    if row.kind != OutboxKind.SEQUENCE or campaign is None:
+        return default, None
+    days = campaign.send_days
+    for step in campaign.steps:
+        if step.slug == row.step:
+            days = campaign.days_for(step)
+    return campaign.send_window or default, days

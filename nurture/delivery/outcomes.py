@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from nurture.campaigns import Catalogue
 from nurture.delivery import sequencing
 from nurture.store import enrolments as enrolment_ops
-from nurture.store.statuses import OutboxKind
+from nurture.store.statuses import EnrolmentStatus, OutboxKind
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def moved_on(conn: Connection, catalogue: Catalogue, rows: Iterable[SentRow], at
             subscriber_ids=subscriber_ids,
             sent_at=at,
             next_due=sequencing.next_step_due(at, [s.delay for s in campaign.steps], index + 1),
+            finished=EnrolmentStatus.HELD if campaign.hold else EnrolmentStatus.COMPLETED,
         )
 
 

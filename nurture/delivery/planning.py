@@ -9,6 +9,7 @@ in their own time zone here; dispatch checks the window again before sending.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,7 +45,7 @@ def plan(engine: Engine, catalogue: Catalogue, settings: Settings, *, now: datet
     return report
 
 
-STOP, COMPLETE = "stop", "complete"
+STOP, COMPLETE, HOLD = "stop", "complete", "hold"
 
 
 def decide(enrolment: Any, catalogue: Catalogue, settings: Settings) -> dict[str, Any] | str:
@@ -55,13 +56,15 @@ def decide(enrolment: Any, catalogue: Catalogue, settings: Settings) -> dict[str
         log.warning("enrolment in unknown campaign", extra={"campaign": enrolment.campaign})
         return STOP
     if enrolment.next_step >= len(campaign.steps):
-        return COMPLETE
+        # Evergreen: the reader stays, for the steps the therapist adds later.
+        return HOLD if campaign.hold else COMPLETE
     step = campaign.steps[enrolment.next_step]
     due_at = sequencing.send_time(
         enrolment.next_due_at,
         zone=sequencing.zone_for(enrolment.timezone, settings.zone),
         window=campaign.send_window or settings.window,
         paused_until=enrolment.paused_until,
+        days=campaign.days_for(step),
     )
     return {
         "subscriber_id": enrolment.subscriber_id,
@@ -77,18 +80,21 @@ def plan_sequences(
 ) -> PlanReport:
     """Queues the next step of every active enrolment that is due by ``now``."""
     report = PlanReport()
+    _wake_held(engine, catalogue, now=now)
     while True:
         with engine.begin() as conn:
             due = enrolment_ops.due_for_planning(conn, now=now, limit=batch)
             if not due:
                 return report
-            rows, planned, completed, stopped = [], [], [], []
+            rows, planned, completed, stopped, held = [], [], [], [], []
             for e in due:
                 decision = decide(e, catalogue, settings)
                 if decision == STOP:
                     stopped.append(e.id)
                 elif decision == COMPLETE:
                     completed.append(e.id)
+                elif decision == HOLD:
+                    held.append(e.id)
                 else:
                     assert isinstance(decision, dict)
                     rows.append(decision)
@@ -99,9 +105,37 @@ def plan_sequences(
             _settle_conflicts(conn, catalogue, rows, inserted, now=now)
             enrolment_ops.set_status(conn, completed, EnrolmentStatus.COMPLETED, now=now)
             enrolment_ops.set_status(conn, stopped, EnrolmentStatus.STOPPED, now=now)
+            enrolment_ops.set_status(conn, held, EnrolmentStatus.HELD, now=now)
             report.completed += len(completed)
         if len(due) < batch:
             return report
+
+
+#: Per process and engine, how many steps each evergreen campaign had when its held
+#: readers were last looked at: the question is only asked again when that changes.
+_held_checked: weakref.WeakKeyDictionary[Engine, dict[str, tuple[int, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _wake_held(engine: Engine, catalogue: Catalogue, *, now: datetime) -> None:
+    """Steps added to an evergreen sequence reach the readers held at its end, each
+    after its own delay from now; a sequence no longer evergreen releases them."""
+    checked = _held_checked.setdefault(engine, {})
+    for campaign in catalogue.campaigns.values():
+        state = (len(campaign.steps), campaign.hold)
+        if checked.get(campaign.slug) == state:
+            continue
+        with engine.begin() as conn:
+            if not campaign.hold:
+                enrolment_ops.release_held(conn, campaign.slug, now=now)
+            else:
+                for position in enrolment_ops.held_positions(
+                    conn, campaign.slug, below=len(campaign.steps)
+                ):
+                    due = now + campaign.steps[position].delay
+                    enrolment_ops.wake(conn, campaign.slug, position=position, due=due, now=now)
+        checked[campaign.slug] = state
 
 
 def _settle_conflicts(

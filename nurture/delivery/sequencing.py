@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Window = tuple[time, time]
+#: Weekdays a message may go out on (Monday 0), in the reader's zone; ``None``: any day.
+Days = frozenset[int] | None
 
 
 def zone_for(name: str | None, practice: ZoneInfo) -> ZoneInfo:
@@ -39,23 +41,30 @@ def _at(day: date, moment: time, zone: ZoneInfo) -> datetime:
     return as_utc
 
 
-def in_window(moment: datetime, zone: ZoneInfo, window: Window) -> bool:
-    """Is ``moment`` inside the subscriber's local send window ``[start, end)``?"""
-    local = moment.astimezone(zone).time()
+def in_window(moment: datetime, zone: ZoneInfo, window: Window, days: Days = None) -> bool:
+    """Is ``moment`` inside the subscriber's local send window ``[start, end)``, on one
+    of ``days`` of their own calendar?"""
+    local = moment.astimezone(zone)
     start, end = window
-    return start <= local < end
+    return start <= local.time() < end and (days is None or local.weekday() in days)
 
 
-def into_window(due: datetime, zone: ZoneInfo, window: Window) -> datetime:
-    """The first instant at or after ``due`` that falls inside the local send window."""
-    if in_window(due, zone, window):
+def into_window(due: datetime, zone: ZoneInfo, window: Window, days: Days = None) -> datetime:
+    """The first instant at or after ``due`` inside the local send window, on an
+    allowed day. Days are the reader's local dates, so a DST change in between moves
+    the UTC instant, never the local opening time."""
+    if in_window(due, zone, window, days):
         return due
     start, _ = window
     local_day = due.astimezone(zone).date()
-    candidate = _at(local_day, start, zone)
-    if candidate <= due:
-        candidate = _at(local_day + timedelta(days=1), start, zone)
-    return candidate
+    for ahead in range(8):  # within a week every allowed weekday comes round once
+        day = local_day + timedelta(days=ahead)
+        if days is not None and day.weekday() not in days:
+            continue
+        candidate = _at(day, start, zone)
+        if candidate > due:
+            return candidate
+    raise ValueError("send days name no weekday")
 
 
 def send_time(
@@ -64,11 +73,13 @@ def send_time(
     zone: ZoneInfo,
     window: Window,
     paused_until: datetime | None = None,
+    days: Days = None,
 ) -> datetime:
-    """When a message due at ``due`` may go out: after any pause, inside the window."""
+    """When a message due at ``due`` may go out: after any pause, inside the window, on
+    an allowed day."""
     if paused_until is not None and paused_until > due:
         due = paused_until
-    return into_window(due, zone, window)
+    return into_window(due, zone, window, days)
 
 
 def next_step_due(

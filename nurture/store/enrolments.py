@@ -72,8 +72,10 @@ def advance(
     subscriber_ids: Sequence[int],
     sent_at: datetime,
     next_due: datetime | None,
+    finished: str = EnrolmentStatus.COMPLETED,
 ) -> int:
-    """After step ``step_index`` was sent (or skipped): point at the next step, or complete.
+    """After step ``step_index`` was sent (or skipped): point at the next step, or end
+    with status ``finished`` (``held`` for an evergreen sequence).
 
     Only an enrolment that is waiting for its planned step (``next_due_at`` is NULL
     while a step waits in the outbox) moves: a late second report of the same send
@@ -89,7 +91,7 @@ def advance(
         "updated_at": sent_at,
     }
     if next_due is None:
-        values["status"] = EnrolmentStatus.COMPLETED
+        values["status"] = finished
     return conn.execute(
         update(enrolments)
         .where(
@@ -135,6 +137,46 @@ def replan(
         )
 
 
+# Evergreen sequences ---------------------------------------------------------------
+
+
+def held_positions(conn: Connection, campaign: str, *, below: int) -> list[int]:
+    """The positions (``next_step``) of held readers that a step now waits at."""
+    return list(
+        conn.execute(
+            select(enrolments.c.next_step)
+            .where(
+                enrolments.c.campaign == campaign,
+                enrolments.c.status == EnrolmentStatus.HELD,
+                enrolments.c.next_step < below,
+            )
+            .distinct()
+        ).scalars()
+    )
+
+
+def wake(conn: Connection, campaign: str, *, position: int, due: datetime, now: datetime) -> int:
+    """Held readers at ``position`` become active again, their next step due at ``due``."""
+    return conn.execute(
+        update(enrolments)
+        .where(
+            enrolments.c.campaign == campaign,
+            enrolments.c.status == EnrolmentStatus.HELD,
+            enrolments.c.next_step == position,
+        )
+        .values(status=EnrolmentStatus.ACTIVE, next_due_at=due, updated_at=now)
+    ).rowcount
+
+
+def release_held(conn: Connection, campaign: str, *, now: datetime) -> int:
+    """A sequence no longer evergreen: its held readers have completed it."""
+    return conn.execute(
+        update(enrolments)
+        .where(enrolments.c.campaign == campaign, enrolments.c.status == EnrolmentStatus.HELD)
+        .values(status=EnrolmentStatus.COMPLETED, updated_at=now)
+    ).rowcount
+
+
 # One subscriber's enrolments ---------------------------------------------------
 
 
@@ -163,15 +205,19 @@ def enrol(conn: Connection, subscriber_id: int, campaign: str, *, now: datetime)
 
 
 def enrol_many(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
-    """Enrols many ``{"subscriber_id", "campaign"}`` pairs with the first step due at ``now``."""
+    """Enrols many ``{"subscriber_id", "campaign"}`` pairs with the first step due at ``now``.
+
+    A row may say ``next_step`` (an import restoring a sequence part-way): that step is
+    then the one due at ``now``.
+    """
     if rows:
         conn.execute(
             insert_ignore(conn, enrolments),
             [
                 {
+                    "next_step": 0,
                     **row,
                     "status": EnrolmentStatus.ACTIVE,
-                    "next_step": 0,
                     "next_due_at": now,
                     "enrolled_at": now,
                     "updated_at": now,
@@ -188,9 +234,11 @@ def set_enrolment(conn: Connection, enrolment_id: int, **values: Any) -> None:
 def stop_enrolments(
     conn: Connection, subscriber_id: int, *, now: datetime, campaign: str | None = None
 ) -> int:
-    """Stops the active enrolments (one campaign's, or all): nothing more gets planned."""
+    """Stops the active and held enrolments (one campaign's, or all): nothing more gets
+    planned, and no step added later wakes them."""
     query = update(enrolments).where(
-        enrolments.c.subscriber_id == subscriber_id, enrolments.c.status == EnrolmentStatus.ACTIVE
+        enrolments.c.subscriber_id == subscriber_id,
+        enrolments.c.status.in_((EnrolmentStatus.ACTIVE, EnrolmentStatus.HELD)),
     )
     if campaign is not None:
         query = query.where(enrolments.c.campaign == campaign)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
@@ -238,4 +239,66 @@ job_runs = Table(
     Column("last_ok_at", UTCDateTime),
     Column("last_error", String(500)),
     Column("duration_seconds", String(20)),
+)
+
+# Aggregate counts: numbers about steps and links, never about a person. -------------
+
+link_clicks = Table(
+    "link_clicks",
+    metadata,
+    # One row per link of a step per day (LINK_COUNTS): how often /l/{id} was followed.
+    Column("campaign", String(100), primary_key=True),
+    Column("step", String(150), primary_key=True),
+    # A short hash of the target: the link's name within its step.
+    Column("link", String(16), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("target", String(2000), nullable=False),
+    Column("clicks", Integer, nullable=False),
+)
+
+outbox_daily = Table(
+    "outbox_daily",
+    metadata,
+    # Outbox rows older than RETENTION_SENT_DAYS, folded into counts before deletion:
+    # how many emails of a step ended in each state on each day.
+    Column("kind", String(16), primary_key=True),
+    Column("campaign", String(100), primary_key=True),
+    Column("step", String(150), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+sequence_stops = Table(
+    "sequence_stops",
+    metadata,
+    # The stopped enrolments of erased subscribers, folded into counts before the
+    # rows go: how many left a sequence after receiving ``received`` steps, per day.
+    Column("campaign", String(100), primary_key=True),
+    Column("received", Integer, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+goal_counts = Table(
+    "goal_counts",
+    metadata,
+    # Readers whose sequence stopped on a goal (``stop_when: [booked]``), counted per
+    # campaign, per number of steps received before it ("booked after step 3"), per day.
+    Column("campaign", String(100), primary_key=True),
+    Column("goal", String(30), primary_key=True),
+    Column("after_step", Integer, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+rate_limit_hits = Table(
+    "rate_limit_hits",
+    metadata,
+    # The sign-up rate limit shared by every web process on PostgreSQL: one row per
+    # allowed request, per client network (an IP address or a /64, never a person).
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(80), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_rate_limit_hits_key_at", "key", "at"),
 )

@@ -23,6 +23,8 @@ class EnrolmentStatus(StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     STOPPED = "stopped"
+    #: Reached the end of an evergreen (``hold``) sequence: waits for steps added later.
+    HELD = "held"
 
 
 class OutboxStatus(StrEnum):

@@ -1,68 +1,43 @@
-"""A person's data: show it, erase it, import it, export it (``nurture subscribers ...``).
+"""A person's data: show it, erase it, and erase it when it is kept no longer.
 
 * :func:`show` gathers everything held about one address as JSON-ready data.
 * :func:`erase` deletes the person and keeps only a keyed hash of the address on the
   suppression list, so neither an import nor a bare sign-up can bring it back: only a
   fresh double opt-in lifts it.
-* :func:`import_csv` takes people who consented elsewhere, and only with evidence: a
-  row without a consent source and date is refused and listed, never imported.
-  The file is streamed and inserted in batches, so its size does not matter.
-* :func:`export_csv` streams every subscriber out.
-
-Reports name the file and CSV line numbers, never addresses: the operator has the file.
-A file that cannot be read as UTF-8 CSV is refused whole, before anything is imported.
+* :func:`apply_retention` does the same, in housekeeping, to everyone unsubscribed
+  (by link, bounce or complaint) longer than ``RETENTION_UNSUBSCRIBED_DAYS`` ago, and
+  drops provider webhook events past their use.
+* ``import_csv`` lives in :mod:`nurture.subscriptions.importing` and ``export_csv`` in
+  :mod:`nurture.subscriptions.export` (both re-exported here).
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import os
-import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
-from tqdm import tqdm
+from sqlalchemy import Connection, Engine, Row
 
-from nurture.exceptions import SubscriptionError
-from nurture.mail.addresses import normalise_email
-from nurture.mail.tokens import new_public_id
 from nurture.settings import Settings
 from nurture.store import consents as consent_ops
 from nurture.store import enrolments as enrolment_ops
+from nurture.store import retention as retention_ops
 from nurture.store import subscriber_outbox as mail_ops
 from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
-from nurture.store.statuses import SubscriberStatus
-from nurture.subscriptions.validation import clean_first_name, clean_timezone, normalise_address
+from nurture.subscriptions.importing import EXPORT_COLUMNS as EXPORT_COLUMNS
+from nurture.subscriptions.importing import ImportReport as ImportReport
+from nurture.subscriptions.importing import import_csv as import_csv
+from nurture.subscriptions.validation import lookup_address
 
-BATCH = 500
-REQUIRED_COLUMNS = ("email", "consent_source", "consent_date")
-EXPORT_COLUMNS = (
-    "email",
-    "first_name",
-    "status",
-    "timezone",
-    "newsletters",
-    "created_at",
-    "confirmed_at",
-    "source_campaign",
-)
-_YES = {"", "yes", "y", "true", "1", "on"}
-_NO = {"no", "n", "false", "0", "off"}
+log = logging.getLogger(__name__)
 
-
-def _address(email: str) -> str:
-    """The stored form of ``email``; a malformed one is still looked up as typed."""
-    try:
-        return normalise_address(email)
-    except SubscriptionError:
-        return normalise_email(email)
+#: Provider webhook events are kept this long: far past any reconciliation window.
+WEBHOOK_EVENT_DAYS = 30
+#: People erased per transaction by retention (short transactions beside the service).
+RETENTION_BATCH = 200
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +50,7 @@ def show(engine: Engine, settings: Settings, email: str) -> dict[str, Any] | Non
     Keys: ``subscriber``, ``consents``, ``enrolments``, ``outbox`` (history, no bodies:
     none are stored) and ``suppression``. An erased address shows only its suppression.
     """
-    address = _address(email)
+    address = lookup_address(email)
     with engine.connect() as conn:
         row = subscriber_ops.by_email(conn, address)
         suppression = suppression_ops.lookup(conn, settings, address)
@@ -113,314 +88,69 @@ def erase(engine: Engine, settings: Settings, email: str, now: datetime) -> bool
     address suppressed (reason ``erased``). The suppression is made even for an unknown
     address: whoever asks for erasure does not want mail.
     """
-    address = _address(email)
+    address = lookup_address(email)
     with engine.begin() as conn:
         row = subscriber_ops.by_email(conn, address, for_update=True)
         if row is not None:
-            mail_ops.scrub_mail_history(conn, row.id)
-            mail_ops.cancel_mail(conn, row.id, now=now, reason="erased")
-            consent_ops.anonymise(conn, row.id)
-            consent_ops.record(conn, subscriber_id=row.id, action="erase", channel="cli", now=now)
-            subscriber_ops.remove(conn, row.id)
+            erase_row(conn, settings, row, now=now, channel="cli")
         suppression_ops.add(conn, settings, address, reason="erased", now=now, replace_reason=True)
     return row is not None
 
 
-# Import --------------------------------------------------------------------------
+def erase_row(
+    conn: Connection, settings: Settings, row: Row[Any], *, now: datetime, channel: str
+) -> None:
+    """The erasure of one subscriber row, inside the caller's transaction.
+
+    :func:`erase` and :func:`apply_retention` share it. The address stays suppressed:
+    an unsubscribed person keeps the reason they left for (unsubscribe, bounce, spam
+    report); anyone else is suppressed as ``erased``.
+    """
+    mail_ops.scrub_mail_history(conn, row.id)
+    mail_ops.cancel_mail(conn, row.id, now=now, reason="erased")
+    consent_ops.anonymise(conn, row.id)
+    consent_ops.record(conn, subscriber_id=row.id, action="erase", channel=channel, now=now)
+    subscriber_ops.remove(conn, row.id)
+    suppression_ops.add(conn, settings, row.email, reason="erased", now=now)
 
 
 @dataclass
-class ImportReport:
-    """What an import did, by CSV line number (the header is line 1) in ``path``."""
+class RetentionReport:
+    """What one retention pass removed."""
 
-    path: str = ""
-    imported: int = 0
-    #: Rows not imported for a problem in the row: (line, reason).
-    refused: list[tuple[int, str]] = field(default_factory=list)
-    #: Rows skipped because the address is suppressed (unsubscribed, erased, bounced).
-    suppressed: list[int] = field(default_factory=list)
-    #: Rows skipped because the address is a subscriber already (or repeated in the file).
-    existing: list[int] = field(default_factory=list)
-    #: Imported rows with a remark (an unknown campaign: imported without enrolment).
-    warnings: list[tuple[int, str]] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """A human-readable report: the counts, then ``FILE:LINE: ...`` per row not imported."""
-        at = f"{self.path}:" if self.path else "line "
-        lines = [
-            f"imported: {self.imported}",
-            f"refused: {len(self.refused)}",
-            f"suppressed (skipped): {len(self.suppressed)}",
-            f"already subscribed (skipped): {len(self.existing)}",
-        ]
-        lines += [f"{at}{line}: refused: {reason}" for line, reason in self.refused]
-        lines += [f"{at}{line}: suppressed, not imported" for line in self.suppressed]
-        lines += [f"{at}{line}: already subscribed, not imported" for line in self.existing]
-        lines += [f"{at}{line}: {remark}" for line, remark in self.warnings]
-        return "\n".join(lines)
+    erased: int = 0
+    webhook_events: int = 0
 
 
-@dataclass(frozen=True)
-class _Person:
-    line: int
-    email: str
-    first_name: str | None
-    timezone: str | None
-    source: str
-    consented_at: datetime
-    campaign: str | None
-    newsletters: bool
+def apply_retention(engine: Engine, settings: Settings, now: datetime) -> RetentionReport:
+    """Erases the people unsubscribed more than ``RETENTION_UNSUBSCRIBED_DAYS`` ago.
 
-
-class _Progress(io.RawIOBase):
-    """A binary file that advances a progress bar by the bytes read (the CSV streams)."""
-
-    def __init__(self, raw: io.BufferedReader, bar: tqdm[Any] | None) -> None:
-        self._raw = raw
-        self._bar = bar
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        count = self._raw.readinto(buffer)
-        if self._bar is not None and count:
-            self._bar.update(count)
-        return count or 0
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-def import_csv(
-    engine: Engine,
-    settings: Settings,
-    path: Path | str,
-    now: datetime,
-    progress: bool = False,
-    *,
-    campaigns: set[str] | None = None,
-) -> ImportReport:
-    """Imports people with consent evidence as confirmed subscribers; see :class:`ImportReport`.
-
-    Columns: ``email``, ``first_name``, ``timezone``, ``consent_source``,
-    ``consent_date`` (ISO date or date-time; UTC when it has no offset), ``campaign``
-    (optional: enrols with the first step due at ``now`` when it names a campaign) and
-    ``newsletters`` (optional, yes/no, default yes). Each imported person gets a consent
-    record (action and channel ``import``, the source and date in ``detail``).
-    ``campaigns`` is the set of known slugs (default: read from the campaign files).
-    Raises :class:`SubscriptionError` (its message names the file, and the line when
-    there is one) when the file cannot be read, is not UTF-8 CSV, or lacks a required
-    column; nothing is imported then.
+    Exactly as :func:`erase` does (only the keyed-hash suppression stays, so a later
+    sign-up needs a fresh double opt-in), in batches of short transactions; then
+    drops webhook events older than :data:`WEBHOOK_EVENT_DAYS`. Housekeeping runs it.
     """
-    if campaigns is None:
-        from nurture.campaigns import load_catalogue
-
-        campaigns = set(load_catalogue(settings).campaigns)
-    report = ImportReport(path=str(path))
-    try:
-        _check_file(path)  # a file refused whole must not be half imported
-        size = os.path.getsize(path)
-        with (
-            tqdm(total=size, unit="B", unit_scale=True, disable=not progress, desc="import") as bar,
-            io.TextIOWrapper(
-                io.BufferedReader(_Progress(open(path, "rb"), bar)),
-                encoding="utf-8-sig",
-                newline="",
-            ) as text,
-        ):
-            reader = csv.DictReader(text)
-            header = [name.strip().lower() for name in reader.fieldnames or []]
-            missing = [name for name in REQUIRED_COLUMNS if name not in header]
-            if missing:
-                raise SubscriptionError(f"{path}: the CSV has no column {', '.join(missing)}")
-            reader.fieldnames = header
-            for batch in _batches(_people(reader, report, campaigns, now)):
-                _import_batch(engine, settings, batch, report, now)
-    except OSError as exc:
-        raise SubscriptionError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    return report
-
-
-def _check_file(path: Path | str) -> None:
-    """Reads the whole file as UTF-8 CSV; raises :class:`SubscriptionError` at the first fault.
-
-    Raises ``OSError`` when the file cannot be opened or read.
-    """
-    with open(path, encoding="utf-8-sig", newline="") as text:
-        reader = csv.reader(text)
-        try:
-            for _ in reader:
-                pass
-        except UnicodeDecodeError:
-            line = _undecodable_line(path)
-            raise SubscriptionError(
-                f"{path}:{line}: not UTF-8 text; save the file as CSV UTF-8 and try again"
-            ) from None
-        except csv.Error as exc:
-            raise SubscriptionError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
-
-
-def _undecodable_line(path: Path | str) -> int:
-    """The (physical) line number of the first byte sequence that is not UTF-8."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
-    with open(path, "rb") as raw:
-        while piece := raw.readline(1 << 16):
-            try:
-                decoder.decode(piece)
-            except UnicodeDecodeError:
-                return line
-            line += piece.endswith(b"\n")
-    return line
-
-
-def _people(
-    reader: csv.DictReader[str], report: ImportReport, campaigns: set[str], now: datetime
-) -> Iterator[_Person]:
-    for raw in reader:
-        line = reader.line_num
-        row = {k: (v or "").strip() for k, v in raw.items() if isinstance(k, str)}
-        if not any(row.values()):
-            continue
-        problem, person = _parse(row, line, campaigns, now, report)
-        if problem:
-            report.refused.append((line, problem))
-        elif person is not None:
-            yield person
-
-
-def _parse(
-    row: dict[str, str], line: int, campaigns: set[str], now: datetime, report: ImportReport
-) -> tuple[str | None, _Person | None]:
-    source, when = row.get("consent_source", ""), row.get("consent_date", "")
-    if not source or not when:
-        return "no consent evidence (consent_source and consent_date are required)", None
-    consented_at = _parse_date(when)
-    if consented_at is None:
-        return "consent_date is not an ISO date (or out of range)", None
-    if consented_at > now + timedelta(days=1):
-        return "consent_date is in the future", None
-    try:
-        email = normalise_address(row.get("email", ""))
-    except SubscriptionError:
-        return "invalid email address", None
-    wants = row.get("newsletters", "").lower()
-    if wants not in _YES | _NO:
-        return "newsletters must be yes or no", None
-    campaign = row.get("campaign") or None
-    if campaign is not None and campaign not in campaigns:
-        report.warnings.append((line, f"unknown campaign {campaign!r}: imported without it"))
-        campaign = None
-    return None, _Person(
-        line=line,
-        email=email,
-        first_name=clean_first_name(row.get("first_name") or None),
-        timezone=clean_timezone(row.get("timezone")),
-        source=_printable(source)[:200],
-        consented_at=consented_at,
-        campaign=campaign,
-        newsletters=wants in _YES,
-    )
-
-
-def _parse_date(value: str) -> datetime | None:
-    """The instant an ISO date or date-time names, in UTC; ``None`` when it names none.
-
-    ``0001-01-01T00:00:00+14:00`` is well formed but before year 1 in UTC: ``None`` too.
-    """
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            parsed = datetime.combine(date.fromisoformat(value), time())
-        except ValueError:
-            return None
-    try:
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (OverflowError, ValueError):
-        return None
-
-
-def _printable(value: str) -> str:
-    """``value`` with control characters (NUL: PostgreSQL refuses it) made spaces."""
-    return "".join(" " if unicodedata.category(ch) in {"Cc", "Cs"} else ch for ch in value)
-
-
-def _batches(people: Iterator[_Person]) -> Iterator[list[_Person]]:
-    batch: list[_Person] = []
-    for person in people:
-        batch.append(person)
-        if len(batch) >= BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _import_batch(
-    engine: Engine, settings: Settings, batch: list[_Person], report: ImportReport, now: datetime
-) -> None:
-    """One transaction per batch: a failed run resumes by importing the file again."""
+    report = RetentionReport()
+    cutoff = now - timedelta(days=settings.retention_unsubscribed_days)
+    while True:
+        erased = 0
+        with engine.begin() as conn:
+            due = retention_ops.unsubscribed_before(conn, cutoff, limit=RETENTION_BATCH)
+            for subscriber_id in due:
+                row = subscriber_ops.by_id(conn, subscriber_id, for_update=True)
+                if row is not None and retention_ops.still_due(row, cutoff):
+                    erase_row(conn, settings, row, now=now, channel="retention")
+                    erased += 1
+        report.erased += erased
+        if len(due) < RETENTION_BATCH or not erased:
+            break
     with engine.begin() as conn:
-        unique: dict[str, _Person] = {}
-        for person in batch:
-            if person.email in unique:
-                report.existing.append(person.line)
-            else:
-                unique[person.email] = person
-        known = subscriber_ops.existing_emails(conn, list(unique))
-        suppressed = suppression_ops.suppressed_among(conn, settings, unique)
-        fresh = []
-        for email, person in unique.items():
-            if email in suppressed:
-                report.suppressed.append(person.line)
-            elif email in known:
-                report.existing.append(person.line)
-            else:
-                fresh.append(person)
-        ids = subscriber_ops.create_many(
-            conn,
-            [
-                {
-                    "public_id": new_public_id(),
-                    "email": p.email,
-                    "first_name": p.first_name,
-                    "timezone": p.timezone,
-                    "status": SubscriberStatus.CONFIRMED,
-                    "newsletters": p.newsletters,
-                    "source_campaign": p.campaign,
-                    "created_at": now,
-                    "confirmed_at": p.consented_at,
-                }
-                for p in fresh
-            ],
+        report.webhook_events = retention_ops.prune_webhook_events(
+            conn, now - timedelta(days=WEBHOOK_EVENT_DAYS)
         )
-        created = [p for p in fresh if p.email in ids]
-        # Inserted by someone else between our check and our insert: known after all.
-        report.existing.extend(p.line for p in fresh if p.email not in ids)
-        consent_ops.record_many(
-            conn,
-            [
-                {
-                    "subscriber_id": ids[p.email],
-                    "action": "import",
-                    "channel": "import",
-                    "now": now,
-                    "campaign": p.campaign,
-                    "detail": f"source: {p.source}; consented: {p.consented_at.isoformat()}",
-                }
-                for p in created
-            ],
+    if report.erased or report.webhook_events:
+        log.info(
+            f"retention: {report.erased} unsubscribed subscriber(s) erased, "
+            f"{report.webhook_events} webhook event(s) dropped",
+            extra={"erased": report.erased, "webhook_events": report.webhook_events},
         )
-        enrolment_ops.enrol_many(
-            conn,
-            [
-                {"subscriber_id": ids[p.email], "campaign": p.campaign}
-                for p in created
-                if p.campaign
-            ],
-            now=now,
-        )
-        report.imported += len(created)
+    return report

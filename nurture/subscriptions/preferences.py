@@ -41,6 +41,9 @@ ACTIONS = (
 )
 PAUSE_LENGTH = timedelta(days=30)
 
+#: Sequences a reader is still in: running, or held at the end of an evergreen one.
+CURRENT = (EnrolmentStatus.ACTIVE, EnrolmentStatus.HELD)
+
 
 @dataclass(frozen=True)
 class SequenceChoice:
@@ -79,7 +82,7 @@ def view(conn: Connection, catalogue: Catalogue, row: Row[Any]) -> Preferences:
     sequences = tuple(
         SequenceChoice(e.campaign, _name(catalogue, e.campaign))
         for e in enrolment_ops.enrolments_of(conn, row.id)
-        if e.status == EnrolmentStatus.ACTIVE
+        if e.status in CURRENT
     )
     return Preferences(
         row.first_name, row.status, bool(row.newsletters), row.paused_until, sequences
@@ -93,11 +96,7 @@ def _name(catalogue: Catalogue, slug: str) -> str:
 
 def stop_sequence(conn: Connection, row: Row[Any], campaign: str | None, *, now: datetime) -> bool:
     """Stops one active sequence and cancels its queued step."""
-    active = {
-        e.campaign
-        for e in enrolment_ops.enrolments_of(conn, row.id)
-        if e.status == EnrolmentStatus.ACTIVE
-    }
+    active = {e.campaign for e in enrolment_ops.enrolments_of(conn, row.id) if e.status in CURRENT}
     if not campaign or campaign not in active:
         raise SubscriptionError("Please choose one of your current series.", field="campaign")
     enrolment_ops.stop_enrolments(conn, row.id, now=now, campaign=campaign)

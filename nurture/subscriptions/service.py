@@ -365,9 +365,8 @@ class Subscriptions(OptingOut):
         if current.status != EnrolmentStatus.STOPPED or sent is None or current.updated_at > sent:
             return False
         if current.next_step >= len(campaign.steps):
-            enrolment_ops.set_enrolment(
-                conn, current.id, status=EnrolmentStatus.COMPLETED, updated_at=now
-            )
+            finished = EnrolmentStatus.HELD if campaign.hold else EnrolmentStatus.COMPLETED
+            enrolment_ops.set_enrolment(conn, current.id, status=finished, updated_at=now)
             return False
         step = campaign.steps[current.next_step].slug
         revived = mail_ops.requeue_cancelled(

@@ -199,3 +199,12 @@ def clean_consent_version(value: object) -> str | None:
     if len(version) > CONSENT_VERSION_MAX or not _VERSION.fullmatch(version):
         return None
     return version
+
+
+def lookup_address(email: str) -> str:
+    """The stored form of ``email`` for finding someone (show, erase, booked); a
+    malformed one is still looked up as typed."""
+    try:
+        return normalise_address(email)
+    except SubscriptionError:
+        return normalise_email(email)
