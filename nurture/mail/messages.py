@@ -34,6 +34,15 @@ _PLAIN_ADDRESS = re.compile(
 )
 _ENCODED_WORD = "=?"
 
+#: How every message is written. Headers are folded at 998 characters, RFC 5322's
+#: limit, not Python's default 78: ``List-Unsubscribe`` holds two long URLs with no
+#: place to fold, and Python would then encode the whole header as RFC 2047 words,
+#: which mail clients do not decode there, so their unsubscribe button would vanish.
+MESSAGE_POLICY = policy.default.clone(max_line_length=998)
+#: The same rule on the wire (CRLF), ASCII and SMTPUTF8.
+WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
+WIRE_POLICY_UTF8 = policy.SMTPUTF8.clone(max_line_length=998)
+
 
 class UnsendableRecipient(DeliveryError):
     """This recipient's message cannot be written: their address or their headers.
@@ -178,7 +187,7 @@ class Batch:
         inside that recipient's own error handling, so it fails alone.
         """
         html_body, text_body = self.content.personalise(recipient.values)
-        msg = EmailMessage()
+        msg = EmailMessage(policy=MESSAGE_POLICY)
         msg["From"] = Address(self.sender.name, addr_spec=self.sender.email)
         msg["To"] = header_address(recipient.email)
         if self.sender.reply_to:

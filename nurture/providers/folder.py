@@ -11,10 +11,15 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from email import policy
 from pathlib import Path
 
-from nurture.mail.messages import Batch, Recipient, UnsendableRecipient
+from nurture.mail.messages import (
+    WIRE_POLICY,
+    WIRE_POLICY_UTF8,
+    Batch,
+    Recipient,
+    UnsendableRecipient,
+)
 from nurture.providers.base import ChunkError, Outcome, Provider, SendResult
 from nurture.settings import Settings
 
@@ -56,7 +61,8 @@ class FolderProvider(Provider):
             return SendResult(recipient, Outcome.FAILED, error=exc.message)
         # A non-ASCII local part is written as UTF-8 (RFC 6532), as an SMTPUTF8 server
         # receives it; an RFC 2047 encoded word there would name another mailbox.
-        wire = policy.SMTP if recipient.email.partition("@")[0].isascii() else policy.SMTPUTF8
+        ascii_local = recipient.email.partition("@")[0].isascii()
+        wire = WIRE_POLICY if ascii_local else WIRE_POLICY_UTF8
         data = message.as_bytes(policy=wire)
         target = self.path_for(recipient.outbox_id)
         try:

@@ -47,6 +47,16 @@ def test_folder_names_files_after_the_outbox_id_and_leaves_no_temporary_file(
     assert written.headers["Message-ID"] == results[0].message_id
 
 
+def test_folder_writes_list_unsubscribe_as_mail_clients_read_it(settings: Settings) -> None:
+    """Folded at 78 characters, Python encodes the whole header as RFC 2047 words, and
+    mail clients then show no unsubscribe button: it must stay plain."""
+    FolderProvider(settings).send(make_batch(1))
+    raw = (settings.resolved_mail_dir / "1000.eml").read_bytes()
+    header = next(line for line in raw.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))
+    assert header.startswith(b"List-Unsubscribe: <https://practice.test/unsubscribe/")
+    assert b"=?" not in header
+
+
 def test_folder_reconciles_what_it_wrote(settings: Settings) -> None:
     provider = FolderProvider(settings)
     provider.send(make_batch(1))

@@ -60,6 +60,11 @@ def test_smtp_sends_the_exact_mime_message_of_the_batch(
     assert mail.headers["Message-ID"] == results[0].message_id
     assert mail.headers["Reply-To"] == "alex@practice.test"
     assert mail.headers["Content-Type"].startswith("multipart/alternative")
+    # Unfolded and unencoded, or mail clients show no unsubscribe button.
+    raw = received.data.replace(b"\r\n", b"\n").split(b"\n")
+    header = next(line for line in raw if line.startswith(b"List-Unsubscribe:"))
+    assert header.startswith(b"List-Unsubscribe: <https://practice.test/unsubscribe/")
+    assert b"=?" not in header
 
 
 def test_smtp_reuses_one_connection_across_chunks(
