@@ -48,9 +48,13 @@ typecheck: $(STAMP)
 test: install lint typecheck
 	$(BIN)/pytest -q
 
+# The newsletter against the floor (benchmarks/floor.py) on each backend; CURVE=1 runs
+# 10k, 100k and 1M instead of N. Then scheduler ticks, webhook ingestion and sign-up.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.hot_paths
-	$(BIN)/python -m benchmarks.newsletter --n $(N)
+	$(BIN)/python -m benchmarks.newsletter --n $(N) $(if $(CURVE),--curve,)
+	$(BIN)/python -m benchmarks.ticks
+	$(BIN)/python -m benchmarks.web
 
 # Duplicates, lost emails and time to drain under SIGKILL, SIGTERM and outages
 # (10000 subscribers unless N is given; needs the PostgreSQL that `make test` uses).

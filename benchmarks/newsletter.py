@@ -8,12 +8,17 @@ request's envelope and rules, a sample of personalizations against the schema), 
 every row marked sent. Seeding the subscribers is not timed. A naive baseline that
 compiles MJML for every recipient is measured on a sample and projected to N.
 
-    python -m benchmarks.newsletter --n 100000 [--backends sqlite,postgresql]
+    python -m benchmarks.newsletter --n 100000 [--backends sqlite,postgresql] [--curve]
+
+Each run is preceded by the floor (:mod:`benchmarks.floor`) on the same backend and
+against the same fake SendGrid process, and printed as a ratio to it. Each backend runs
+in a process of its own, so that each peak RSS is that run's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import secrets
@@ -25,12 +30,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
+from benchmarks import floor
 from nurture.campaigns import load_catalogue
 from nurture.delivery import planning
 from nurture.delivery.dispatch import Dispatcher
@@ -59,6 +66,12 @@ class Result:
     peak_rss_mb: float
     fake_cpu_s: float = 0.0
     own_cpu_s: float = 0.0
+    floor_s: float = 0.0
+    floor_cpu_s: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.total_s / self.floor_s if self.floor_s else float("nan")
 
     @property
     def total_s(self) -> float:
@@ -82,8 +95,6 @@ def fake_sendgrid() -> Iterator[tuple[str, dict[str, int]]]:
         stats["cpu_s"] = cpu_seconds(proc.pid)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
-        import json
-
         for line in out.splitlines():
             if line.startswith("{"):
                 stats.update(json.loads(line))
@@ -210,6 +221,27 @@ def bench_settings(workdir: Path, url: str, fake: str) -> Settings:
     )
 
 
+def measure_floor(backend: str, n: int, url_of_fake: str) -> floor.Floor:
+    """The floor (:mod:`benchmarks.floor`) on ``backend``, against the same fake."""
+    workdir = Path(tempfile.mkdtemp(prefix="nurture-floor-"))
+    try:
+        settings = bench_settings(workdir, "sqlite://", url_of_fake)
+        catalogue = load_catalogue(settings)
+        content = Renderer(settings, catalogue).compile(
+            "newsletters", next(iter(catalogue.newsletters))
+        )
+        with database_for(backend, workdir) as url:
+            target = str(workdir / "floor.db") if backend == "sqlite" else libpq_url(url)
+            return floor.run(backend, n, target, url_of_fake, html=content.html, text=content.text)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as psycopg takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def naive_rate(sample: int) -> float:
     """Emails per second when MJML is compiled for every recipient (the baseline)."""
     settings = load_settings(
@@ -243,37 +275,90 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--naive-sample", type=int, default=200)
     parser.add_argument(
-        "--processes",
-        type=int,
-        default=2,
-        help="dispatcher processes (scale-out, as in production)",
+        "--curve", action="store_true", help="10k, 100k and 1M on each backend (growth)"
     )
     args = parser.parse_args(argv)
-    results = []
-    for backend in args.backends.split(","):
-        with fake_sendgrid() as (url, stats):
-            result = run(backend, args.n, url)
-        result.accepted = stats.get("recipients", -1)
-        result.fake_cpu_s = stats.get("cpu_s", 0.0)
-        result.requests = stats.get("requests", result.requests)
-        results.append(result)
-        print_result(result)
-    rate = naive_rate(args.naive_sample)
-    print(
-        f"naive baseline (MJML compiled per recipient, {args.naive_sample} sampled): "
-        f"{rate:,.0f} emails/s -> {args.n / rate:,.0f} s projected for {args.n:,}"
+    backends = args.backends.split(",")
+    sizes = CURVE if args.curve else (args.n,)
+    if len(backends) == 1 and len(sizes) == 1:
+        return 0 if measure(backends[0], args.n) else 1
+    # One process per run: each peak RSS is that run's own.
+    rows = [_child(backend, n) for n in sizes for backend in backends]
+    print_table(rows)
+    if args.naive_sample:
+        rate = naive_rate(args.naive_sample)
+        print(
+            f"naive baseline (MJML compiled per recipient, {args.naive_sample} sampled): "
+            f"{rate:,.0f} emails/s -> {args.n / rate:,.0f} s projected for {args.n:,}"
+        )
+    return 0 if all(r and r["ok"] for r in rows) else 1
+
+
+CURVE = (10_000, 100_000, 1_000_000)
+
+
+def measure(backend: str, n: int) -> bool:
+    """The floor, then the real run, against one fake; prints both, and a JSON line."""
+    with fake_sendgrid() as (url, stats):
+        least = measure_floor(backend, n, url)
+        result = run(backend, n, url)
+    # The fake counted the floor's requests and recipients too.
+    result.accepted = stats.get("recipients", -1) - n
+    result.fake_cpu_s = stats.get("cpu_s", 0.0)
+    result.requests = stats.get("requests", result.requests) - least.requests
+    result.floor_s = least.seconds
+    result.floor_cpu_s = least.cpu_s
+    print_result(result)
+    ok = result.sent_rows == n and result.accepted == n
+    summary = {**asdict(result), "total_s": result.total_s, "ratio": result.ratio, "ok": ok}
+    print("RESULT " + json.dumps(summary), flush=True)
+    return ok
+
+
+def _child(backend: str, n: int) -> dict[str, Any] | None:
+    command = [sys.executable, "-m", "benchmarks.newsletter", "--n", str(n)]
+    proc = subprocess.run(
+        [*command, "--backends", backend, "--naive-sample", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
     )
-    ok = all(r.sent_rows == r.n and r.accepted == r.n for r in results)
-    return 0 if ok else 1
+    found = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            found = json.loads(line[len("RESULT ") :])
+        else:
+            print(line, flush=True)
+    return found
+
+
+def print_table(rows: list[dict[str, Any] | None]) -> None:
+    """The runs side by side: the ratio to the floor is the number to read."""
+    print(
+        f"\n{'backend':<11}{'n':>10}{'plan s':>8}{'total s':>9}{'floor s':>9}{'ratio':>7}"
+        f"{'emails/s':>10}{'requests':>10}{'peak RSS':>10}"
+    )
+    for r in rows:
+        if r is None:
+            print("(a run failed; see its output above)")
+            continue
+        print(
+            f"{r['backend']:<11}{r['n']:>10,}{r['plan_s']:>8.2f}{r['total_s']:>9.2f}"
+            f"{r['floor_s']:>9.2f}{r['ratio']:>6.2f}x{r['n'] / r['total_s']:>10,.0f}"
+            f"{r['requests']:>10,}{r['peak_rss_mb']:>7,.0f} MB",
+            flush=True,
+        )
 
 
 def print_result(r: Result) -> None:
     print(
         f"{r.backend:<10} n={r.n:,}  planned after {r.plan_s:6.2f} s  all sent after "
         f"{r.total_s:6.2f} s  "
-        f"{r.n / r.total_s:,.0f} emails/s  requests {r.requests:,}  "
+        f"{r.n / r.total_s:,.0f} emails/s  floor {r.floor_s:6.2f} s  ratio {r.ratio:4.2f}x  "
+        f"requests {r.requests:,}  "
         f"accepted by fake {r.accepted:,}  rows sent {r.sent_rows:,}  "
-        f"peak RSS {r.peak_rss_mb:,.0f} MB  CPU: nurture {r.own_cpu_s:.1f} s, "
+        f"peak RSS {r.peak_rss_mb:,.0f} MB  CPU: nurture {r.own_cpu_s:.1f} s "
+        f"(floor {r.floor_cpu_s:.1f} s), "
         f"fake SendGrid {r.fake_cpu_s:.1f} s",
         flush=True,
     )

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # In production, folder or console delivery only with this set (a staging copy).
     allow_local_delivery: bool = False
     tracking: bool = False
+    # Aggregate, person-free link counts: body links go through BASE_URL/l/{id}.
+    link_counts: bool = True
 
     # Identity and links
     secret_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
@@ -137,6 +139,10 @@ class Settings(BaseSettings):
     subscribe_rate_limit: int = Field(10, ge=1)  # POSTs per IP per window
     subscribe_rate_window_seconds: int = Field(600, ge=1)
     ip_retention_days: int = Field(30, ge=0)
+    # Outbox rows older than this are folded into per-step daily counts, then deleted.
+    retention_sent_days: int = Field(400, ge=1)
+    # Then an unsubscribed (or bounced, or complaining) person's data is erased.
+    retention_unsubscribed_days: int = Field(30, ge=1)
     consent_wording: str = (
         "Yes, please email me this article's follow-up series and occasional newsletters. "
         "I can unsubscribe at any time with one click."
@@ -149,11 +155,33 @@ class Settings(BaseSettings):
     # Web and operations
     preview_username: str | None = None
     preview_password: SecretStr | None = None
+    # The therapist's studio (/studio): her login; no hash = closed in production.
+    studio_username: str = "therapist"
+    studio_password_hash: SecretStr | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # SHA-256 hashes of the keys for /api/... (`nurture api-key new`), comma-separated.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # One line per request, client address masked and tokens cut from the path.
+    access_log: bool = False
+    # The domain of the List-Unsubscribe mailto address (default: FROM_EMAIL's).
+    unsubscribe_mail_domain: str | None = None
 
-    @field_validator("secret_keys", "discretion_words", "trusted_proxies", mode="before")
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed_keys(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", entry.strip()):
+                raise ValueError(
+                    "each entry is a key's hash, 'sha256:' and 64 hex digits: make one with "
+                    "`nurture api-key new` (the key itself is never stored)"
+                )
+        return [entry.strip().lower() for entry in value]
+
+    @field_validator(
+        "secret_keys", "discretion_words", "trusted_proxies", "api_keys", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         return _csv(value)
@@ -185,6 +213,16 @@ class Settings(BaseSettings):
     def _address(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
             raise ValueError("expected an email address")
+        return value
+
+    @field_validator("unsubscribe_mail_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().lstrip("@").lower()
+        if not re.match(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$", value):
+            raise ValueError(f"expected a mail domain such as example.com, got {value!r}")
         return value
 
     @field_validator("from_name")
@@ -305,6 +343,23 @@ class Settings(BaseSettings):
     @property
     def mail_domain(self) -> str:
         return self.from_email.rpartition("@")[2]
+
+    @property
+    def unsubscribe_domain(self) -> str:
+        """The domain of ``mailto:unsubscribe+TOKEN@…``: where the practice receives it."""
+        return self.unsubscribe_mail_domain or self.mail_domain
+
+    def following_port(self, host: str, port: int) -> Settings:
+        """In development, these settings with ``BASE_URL`` on ``port`` (``make run PORT=``).
+
+        Only when ``BASE_URL`` was not set: a configured address is always kept, and
+        outside development it never changes.
+        """
+        if self.env != "development" or "base_url" in self.model_fields_set:
+            return self
+        shown = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        shown = f"[{shown}]" if ":" in shown else shown
+        return self.model_copy(update={"base_url": f"http://{shown}:{port}"})
 
     def secret_key_values(self) -> list[str]:
         """The signing keys, newest first."""

@@ -84,13 +84,18 @@ def subscriber(engine: Engine, email: str = "jane@example.com") -> Any:
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table: compare before and after to prove nothing changed."""
+    """Every row of every table: compare before and after to prove nothing changed.
+
+    The sign-up rate limit's counts (PostgreSQL) are left out: counting a request is
+    what the limit is for, and they hold nothing about anyone.
+    """
     with engine.connect() as conn:
         return {
             t.name: sorted(
                 (tuple(r) for r in conn.execute(select(t))), key=lambda r: tuple(map(str, r))
             )
             for t in metadata.sorted_tables
+            if t.name != "rate_limit_hits"
         }
 
 

@@ -2,7 +2,9 @@
 
 :func:`check` reads the catalogue (structural problems come from the loader), then
 checks each email's subject, preheader, variables, links and images, the discretion
-list, and finally compiles the layouts and every email. The CLI prints each
+list, snippets (unknown ones, at the line using them; each snippet's own text at its
+lines) and ``> NOTE:`` lines (an error in anything published, a warning in a draft),
+and finally compiles the layouts and every email, drafts included. The CLI prints each
 :class:`Problem` and exits with :func:`exit_status`.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -19,12 +21,16 @@ from typing import Any
 from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, meta, nodes
 from markupsafe import Markup
 
+from nurture.campaigns import notes
+from nurture.campaigns import snippets as shared
 from nurture.campaigns.discretion import find_exposures
 from nurture.campaigns.loader import read_catalogue
 from nurture.campaigns.model import NEWSLETTERS, Catalogue, Newsletter, Step
 from nurture.campaigns.problems import Problem, Problems
+from nurture.campaigns.snippets import Snippet
 from nurture.exceptions import NurtureError
 from nurture.rendering import compiler, markdown, templates
+from nurture.rendering.snippets import with_snippets
 from nurture.settings import Settings
 
 __all__ = ["Problem", "check", "exit_status"]
@@ -37,9 +43,15 @@ INVITES_REPLY = re.compile(
     r"\b(reply|replies|replying|write back|writing back|write to me|email me)\b", re.IGNORECASE
 )
 _PLACES_POLICY = re.compile(r"\{\{-?\s*reply_policy\b")
+_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+_USES_SNIPPET = re.compile(r"\{\{-?\s*snippet\.([A-Za-z]\w*)")
 _KNOWN = ", ".join(
-    [v for v in templates.VARIABLES if v != "links"] + [f"links.{n}" for n in templates.LINKS]
+    [v for v in templates.VARIABLES if v not in ("links", shared.VARIABLE)]
+    + [f"links.{n}" for n in templates.LINKS]
+    + [f"{shared.VARIABLE}.NAME"]
 )
+#: What a body check looks at: an email, or a shared block used by emails.
+Item = Step | Newsletter | Snippet
 
 
 def check(settings: Settings) -> list[Problem]:
@@ -52,14 +64,16 @@ def check(settings: Settings) -> list[Problem]:
         origin = "" if campaign.from_name else " (NURTURE_FROM_NAME)"
         line = _key_line(campaign.path, "from_name")
         _discretion(problems, campaign.path, line, f"From name{origin}", from_name, words)
-        for step in campaign.steps:
-            _check_item(problems, settings, step, words)
+        for step in campaign.outline():  # drafts too: they are previewed and test-sent
+            _check_item(problems, settings, step, words, catalogue.snippets)
     for newsletter in catalogue.newsletters.values():
         words = list(settings.discretion_words)
         label = "From name (NURTURE_FROM_NAME)"
         from_name = catalogue.from_name(NEWSLETTERS, settings.from_name)
         _discretion(problems, newsletter.path, 1, label, from_name, words)
-        _check_item(problems, settings, newsletter, words)
+        _check_item(problems, settings, newsletter, words, catalogue.snippets)
+    for snippet in catalogue.snippets.values():
+        _check_text(problems, settings, snippet, catalogue.snippets)
     layouts_ok = _check_layouts(problems, settings)
     if layouts_ok and not problems.errors:
         _compile_everything(problems, settings, catalogue)
@@ -75,7 +89,11 @@ def exit_status(problems: Iterable[Problem]) -> int:
 
 
 def _check_item(
-    problems: Problems, settings: Settings, item: Step | Newsletter, words: list[str]
+    problems: Problems,
+    settings: Settings,
+    item: Step | Newsletter,
+    words: list[str],
+    snippets: Mapping[str, Snippet],
 ) -> None:
     path = item.path
     subject_line = _key_line(path, "subject")
@@ -105,18 +123,52 @@ def _check_item(
         if "\n" in value or "\r" in value:
             problems.error(path, line, f"the {label} must be one line")
         _discretion(problems, path, line, label, value, words)
-    rendered = _check_body(problems, settings, item)
+    _check_text(problems, settings, item, snippets)
+
+
+def _check_text(
+    problems: Problems, settings: Settings, item: Item, snippets: Mapping[str, Snippet]
+) -> None:
+    """The checks of a body or a snippet: template, links, reply policy, notes."""
+    rendered = _check_body(problems, settings, item, snippets)
     if rendered is not None:
         _check_links(problems, item, rendered)
-    _check_reply_policy(problems, settings, item)
+    _check_reply_policy(problems, settings, item, snippets)
+    _check_notes(problems, item)
 
 
-def _check_reply_policy(problems: Problems, settings: Settings, item: Step | Newsletter) -> None:
+def _check_notes(problems: Problems, item: Item) -> None:
+    """Refuses quoted notes (``> NOTE:`` lines) anywhere a reader could see them."""
+    draft = isinstance(item, Step) and item.draft
+    for block in notes.note_blocks(item.body):
+        line = item.body_line + block.line
+        count = f"{block.count} note{'s' if block.count > 1 else ''}"
+        if draft:
+            problems.warning(
+                item.path,
+                line,
+                f"draft: {count} to rewrite ('{notes.MARKER}' lines); write this part in "
+                "your own words and delete them before removing 'draft: true'",
+            )
+        else:
+            problems.error(
+                item.path,
+                line,
+                f"{count} to rewrite ('{notes.MARKER}' lines): write this part in your own "
+                "words and delete them; an email still holding notes cannot be published",
+            )
+
+
+def _check_reply_policy(
+    problems: Problems, settings: Settings, item: Item, snippets: Mapping[str, Snippet]
+) -> None:
     """Warns where a body invites replies without saying who reads them, and how soon."""
-    invitation = INVITES_REPLY.search(item.body)
+    # A {# comment #} is for the writer, not an invitation; its newlines keep the lines.
+    source = _COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), item.body)
+    invitation = INVITES_REPLY.search(source)
     if invitation is None:
         return
-    line = item.body_line + item.body.count("\n", 0, invitation.start())
+    line = item.body_line + source.count("\n", 0, invitation.start())
     if not settings.reply_policy.strip():
         problems.warning(
             item.path,
@@ -124,7 +176,7 @@ def _check_reply_policy(problems: Problems, settings: Settings, item: Step | New
             "this email invites replies but no reply policy is configured: set "
             "NURTURE_REPLY_POLICY (who reads replies, how soon, that a reply is not therapy)",
         )
-    elif not _PLACES_POLICY.search(item.body):
+    elif not _places_policy(item.body, snippets):
         problems.warning(
             item.path,
             line,
@@ -132,7 +184,41 @@ def _check_reply_policy(problems: Problems, settings: Settings, item: Step | New
         )
 
 
-def _check_body(problems: Problems, settings: Settings, item: Step | Newsletter) -> str | None:
+def _places_policy(body: str, snippets: Mapping[str, Snippet]) -> bool:
+    """Whether ``body`` places ``{{ reply_policy }}``, itself or through a snippet."""
+    if _PLACES_POLICY.search(body):
+        return True
+    used = (snippets.get(name) for name in _USES_SNIPPET.findall(body))
+    return any(s is not None and _PLACES_POLICY.search(s.body) for s in used)
+
+
+def _check_snippet_uses(
+    problems: Problems, item: Item, ast: nodes.Template, snippets: Mapping[str, Snippet]
+) -> bool:
+    """Errors for snippets used in a snippet, unnamed or unknown; True when any."""
+    found = False
+    known = ", ".join(sorted(snippets)) or "none yet"
+    for use in shared.uses(ast):
+        found = True
+        line = item.body_line + use.line - 1
+        if isinstance(item, Snippet):
+            problems.error(item.path, line, "a snippet may not use other snippets")
+        elif use.name is None:
+            problems.error(item.path, line, "write {{ snippet.NAME }}, naming one snippet")
+        elif use.name not in snippets:
+            message = (
+                f"unknown snippet '{use.name}' (snippets: {known}; each is a file "
+                f"{shared.SNIPPETS}/NAME.md in the campaigns folder)"
+            )
+            problems.error(item.path, line, message)
+        else:
+            found = False
+    return found
+
+
+def _check_body(
+    problems: Problems, settings: Settings, item: Item, snippets: Mapping[str, Snippet]
+) -> str | None:
     """Jinja checks; returns the body rendered with link markers when it renders."""
     env = templates.body_environment()
     try:
@@ -158,17 +244,21 @@ def _check_body(problems: Problems, settings: Settings, item: Step | Newsletter)
             found = True
             line = item.body_line + node.lineno - 1
             problems.error(item.path, line, f"unknown variable 'links.{key}' (known: {_KNOWN})")
+    found = _check_snippet_uses(problems, item, ast, snippets) or found
     if found:
         return None
+    # Snippets render empty here: each is checked in its own file, and line numbers
+    # of what follows stay as written.
+    context = with_snippets(env, templates.link_marker_context(settings), snippets, blank=True)
     try:
-        return env.from_string(item.body).render(templates.link_marker_context(settings))
+        return env.from_string(item.body).render(context)
     except Exception as exc:  # any failure to render is the author's to see, with its line
         line = item.body_line + _template_line(sys.exc_info()[2]) - 1
         problems.error(item.path, line, f"the body does not render: {exc}")
         return None
 
 
-def _check_links(problems: Problems, item: Step | Newsletter, rendered: str) -> None:
+def _check_links(problems: Problems, item: Item, rendered: str) -> None:
     for ref in markdown.find_links(rendered):
         line = item.body_line + ref.line
         if ref.kind == "unparsed":
@@ -264,7 +354,7 @@ def _compile_everything(problems: Problems, settings: Settings, catalogue: Catal
     renderer = compiler.Renderer(settings, catalogue)
     jobs: list[tuple[Path, int, Callable[[], object]]] = []
     for campaign in catalogue.campaigns.values():
-        for step in campaign.steps:
+        for step in campaign.outline():
             jobs.append(
                 (step.path, step.body_line, partial(renderer.compile, campaign.slug, step.slug))
             )

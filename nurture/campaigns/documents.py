@@ -50,7 +50,7 @@ def parse_yaml(text: str, first_line: int = 1) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line = offset + (mark.line + 1 if mark else 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlSyntaxError(f"YAML syntax error: {problem}", line) from None
+        raise YamlSyntaxError(f"YAML syntax error: {problem}{_hint(problem)}", line) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(f"YAML syntax error: {exc}", first_line) from None
     finally:
@@ -69,6 +69,17 @@ def parse_yaml(text: str, first_line: int = 1) -> Document:
                     str(k.value): offset + k.start_mark.line + 1 for k, _ in value_node.value
                 }
     return Document(data, first_line, key_lines, item_lines, nested)
+
+
+def _hint(problem: str) -> str:
+    """How to fix the mistakes people make most: an unquoted colon, or a stray quote."""
+    if "mapping values are not allowed" in problem:
+        return (
+            " (a value holding ': ' must be in quotes, e.g. subject: \"Part two: the next step\")"
+        )
+    if "found unexpected end of stream" in problem:
+        return " (check that each quote you opened is closed on the same line)"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +41,9 @@ def serve(
     from nurture.runtime.server import serve as run
     from nurture.runtime.services import build_services
 
+    if settings.env == "production" and _campaigns_refused(settings):
+        return 2
+    settings = settings.following_port(host, port)  # make run PORT=8123: links follow
     database.upgrade(settings.resolved_database_url)
     services = build_services(settings)
     return run(services, host=host, port=port, web=web, scheduler=scheduler, signals=signals)
@@ -57,6 +61,79 @@ def check(settings: Settings) -> int:
     return 1 if errors else 0
 
 
+def _campaigns_refused(settings: Settings) -> bool:
+    """Prints every campaign error (``path:line: message``); ``True`` when there is one.
+
+    Production refuses to start on them: a broken step would otherwise fail mid-send.
+    """
+    from nurture.campaigns.check import check as run_check
+
+    errors = [p for p in run_check(settings) if p.is_error]
+    for problem in errors:
+        print(problem, file=sys.stderr)
+    if errors:
+        print(
+            f"nurture: refused in production: {len(errors)} campaign error(s) in "
+            f"{settings.campaigns_dir} (NURTURE_CAMPAIGNS_DIR); `nurture check` lists them",
+            file=sys.stderr,
+        )
+    return bool(errors)
+
+
+def check_production(settings: Settings, **sources: object) -> int:
+    """``nurture check --production``: every start-up refusal, without starting anything.
+
+    The settings are read again as if ``ENV=production`` (same sources); then the
+    campaigns are checked. Exit 2 when production would refuse to start, else 0.
+    """
+    from nurture.exceptions import ConfigurationError
+    from nurture.settings import load_settings
+
+    refused = False
+    try:
+        settings = load_settings(**sources, env="production")
+    except ConfigurationError as exc:
+        print(f"nurture: {exc}", file=sys.stderr)
+        refused = True
+    refused = _campaigns_refused(settings) or refused
+    if refused:
+        return 2
+    print("production start-up checks passed (settings and campaigns)")
+    return 0
+
+
+def new_campaign(
+    settings: Settings, article: Path, *, slug: str, url: str, title: str | None
+) -> int:
+    """``nurture new-campaign``: drafts ``campaigns/SLUG/`` from the article, then
+    prints what was written and the sign-up snippet for the article's page."""
+    from nurture.campaigns.article import Format
+    from nurture.campaigns.scaffold import scaffold, write_scaffold
+    from nurture.exceptions import CampaignError
+    from nurture.web.signup import signup_snippet
+
+    try:
+        text = article.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"nurture: cannot read {article}: {exc}", file=sys.stderr)
+        return 1
+    fmt: Format = "markdown" if article.suffix.lower() in (".md", ".markdown") else "text"
+    try:
+        drafted = scaffold(text, slug=slug, url=url, title=title, settings=settings, fmt=fmt)
+        folder = write_scaffold(drafted, Path(settings.campaigns_dir))
+    except CampaignError as exc:
+        print(f"nurture: {exc}", file=sys.stderr)
+        return 1
+    print(f"drafted {folder}/ from {article}: {len(drafted.steps)} steps, each a draft")
+    for step in drafted.steps:
+        print(f"  {step.slug}.md  {step.subject}  ({len(step.notes)} key points quoted)")
+    print("\nWrite each step in your own words, delete its '> NOTE:' lines and 'draft: true',")
+    print("then run `nurture check`. Once the steps are published, paste this sign-up form")
+    print("at the end of the article:\n")
+    print(signup_snippet(settings, drafted.slug, drafted.name))
+    return 0
+
+
 def preview(settings: Settings, campaign: str, step: str | None, out: Path | None) -> int:
     from nurture.campaigns import load_catalogue
     from nurture.rendering.preview import write_preview
@@ -68,29 +145,22 @@ def preview(settings: Settings, campaign: str, step: str | None, out: Path | Non
     return 0
 
 
-def send_test(settings: Settings, campaign: str, step: str, to: str) -> int:
+def send_test(settings: Settings, campaign: str, step: str, to: str | None) -> int:
     from nurture.campaigns import load_catalogue
-    from nurture.mail.messages import Batch
-    from nurture.mail.recipients import RecipientFactory
-    from nurture.mail.tokens import Tokens
+    from nurture.delivery.trial import send_trial
     from nurture.providers import make_provider
-    from nurture.rendering import Renderer
 
+    to = to or settings.test_recipient
+    if not to:
+        print("nurture: give --to ADDRESS (or set NURTURE_TEST_RECIPIENT)", file=sys.stderr)
+        return 2
     catalogue = load_catalogue(settings)
-    content = Renderer(settings, catalogue).compile(campaign, step)
-    recipient = RecipientFactory(settings, Tokens.from_settings(settings)).marketing(
-        email=to,
-        public_id="test-send",  # no such subscriber: its links open the "invalid link" page
-        first_name=None,
-        fallback=catalogue.first_name_fallback(campaign),
-        outbox_id=None,
-    )
-    sender = catalogue.sender(campaign, settings)
-    results = make_provider(settings).send(
-        Batch(content, sender, [recipient], subject_prefix="[TEST] ")
-    )
+    # The test reader's links work (their pages change nothing): see delivery.trial.
+    results = send_trial(settings, catalogue, make_provider(settings), campaign, step, to)
     for result in results:
-        print(f"{mask_email(to)}: {result.outcome} {result.message_id or result.error or ''}")
+        # The address is the one she typed: naming it in full is what she needs to see.
+        detail = result.message_id or result.error or ""
+        print(f"test email to {to}: {result.outcome} {detail}".rstrip())
     return 0 if all(r.outcome == Outcome.SENT for r in results) else 1
 
 
@@ -128,40 +198,71 @@ def tick(settings: Settings, *, at: datetime | None, dry_run: bool) -> int:
     return 0
 
 
-def stats(settings: Settings) -> int:
+def stats(settings: Settings, *, as_json: bool = False) -> int:
+    """The figures of the studio's dashboard, as labelled tables or (``--json``) JSON."""
     from nurture.campaigns import load_catalogue
+    from nurture.cli import stats_table
     from nurture.store import stats as queries
 
-    engine = _engine(settings)
-    catalogue = load_catalogue(settings)
-    with database.reading(engine) as conn:
-        statuses = queries.subscribers_by_status(conn)
-        sent = queries.sent_per_step(conn)
-        stopped = queries.stopped_after_step(conn)
-        sends = queries.sends_by_state(conn)
-    print("Subscribers")
-    for status, count in sorted(statuses.items()):
-        print(f"  {status:<14}{count:>8}")
-    for slug, campaign in catalogue.campaigns.items():
-        print(f"\nSequence {slug} (reached step / stopped after it)")
-        for index, step in enumerate(campaign.steps):
-            reached = sent.get((slug, step.slug), 0)
-            left = stopped.get((slug, index + 1), 0)
-            print(f"  {index + 1:>2}. {step.slug:<34}{reached:>8}{left:>8}")
-    letters = {s: n for (c, s), n in sent.items() if c == "newsletters"}
-    if letters:
-        print("\nNewsletters sent")
-        for slug, count in sorted(letters.items()):
-            print(f"  {slug:<38}{count:>8}")
-    print("\nSends by state")
-    for state, count in sorted(sends.items()):
-        print(f"  {state:<14}{count:>8}")
+    data = queries.read(_engine(settings), load_catalogue(settings), now=utcnow())
+    if as_json:
+        print_json(data)
+    else:
+        print(stats_table.render(data))
     return 0
 
 
 def db_upgrade(settings: Settings) -> int:
     database.upgrade(settings.resolved_database_url)
     print("database is up to date")
+    return 0
+
+
+def db_backup(settings: Settings, path: Path) -> int:
+    """``nurture db backup PATH``: an online copy of SQLite; for PostgreSQL, the command."""
+    from nurture.store import backup
+
+    url = settings.resolved_database_url
+    if not backup.is_sqlite_url(url):
+        print("PostgreSQL is backed up with its own tool, while the service runs:")
+        print(f"  {backup.pg_dump_command(url, path)}")
+        print(f"restore into an empty database: {backup.pg_restore_command(url, path)}")
+        return 0
+    revision = backup.backup_sqlite(url, path)
+    print(f"backed up to {path} (schema {revision}); restore: stop the service, copy it back")
+    return 0
+
+
+def unsubscribe_mail(settings: Settings, recipients: list[str]) -> int:
+    """``subscribers unsubscribe-mail``: the message on stdin; 0 whether or not it applied.
+
+    A mail system piping into this command would otherwise bounce a forged or stale
+    request back to its sender. Failures raise (the caller exits 75).
+    """
+    from nurture.subscriptions.inbound import apply_unsubscribe_mail
+
+    engine = database.make_engine(settings.resolved_database_url)
+    try:
+        with engine.connect() as conn:
+            database.ping(conn)  # unreachable: the caller exits 75, whatever the message
+        raw = sys.stdin.buffer.read()
+        applied = apply_unsubscribe_mail(engine, settings, raw, utcnow(), recipients=recipients)
+    finally:
+        engine.dispose()
+    if applied:
+        print("unsubscribed")
+    else:
+        print("no valid unsubscribe address in that message", file=sys.stderr)
+    return 0
+
+
+def new_api_key() -> int:
+    """Prints a fresh key for a booking tool and the entry that goes into API_KEYS."""
+    from nurture.web.api import hash_key
+
+    key = secrets.token_urlsafe(32)
+    print(f"key (give it to the booking tool, once): {key}")
+    print(f"API_KEYS entry (only this is stored):   {hash_key(key)}")
     return 0
 
 
@@ -187,20 +288,38 @@ def subscribers(settings: Settings, args: argparse.Namespace) -> int:
                     export.export_csv(engine, out)
             else:
                 export.export_csv(engine, sys.stdout)
+        case "booked":
+            from nurture.campaigns import load_catalogue
+            from nurture.subscriptions import goals
+
+            stopped = goals.reached(
+                engine, load_catalogue(settings), args.address, goals.BOOKED, now=utcnow()
+            )
+            print(f"{mask_email(args.address)}: {stopped} sequence(s) stopped")
         case "import":
             report = gdpr.import_csv(
                 engine, settings, args.file, utcnow(), progress=sys.stderr.isatty()
             )
             print(report.summary())
             return 0 if not report.refused else 1
-        case "unsubscribe-mail":
-            from nurture.subscriptions.inbound import apply_unsubscribe_mail
+    return 0
 
-            applied = apply_unsubscribe_mail(engine, settings, sys.stdin.buffer.read(), utcnow())
-            # Exit 0 either way: a mail system piping into this command would otherwise
-            # bounce a forged or stale request back to its sender.
-            if applied:
-                print("unsubscribed")
-            else:
-                print("no valid unsubscribe address in that message", file=sys.stderr)
+
+def studio_password() -> int:
+    """Reads a password (twice on a terminal, once from a pipe); prints its argon2id hash."""
+    import getpass
+
+    from nurture.web.studio.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Studio password: ")
+        if getpass.getpass("Again: ") != password:
+            print("nurture: the two passwords differ; nothing printed", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 10:
+        print("nurture: use at least 10 characters", file=sys.stderr)
+        return 1
+    print(hash_password(password))
     return 0

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine
 from nurture import metrics
 from nurture.campaigns import Catalogue
 from nurture.clock import Clock, utcnow
-from nurture.delivery import checks, outcomes, sequencing
+from nurture.delivery import checks, collection, outcomes, sequencing
 from nurture.delivery.composing import Composer
 from nurture.exceptions import ConfigurationError, NurtureError
 from nurture.mail.messages import Batch
@@ -119,6 +119,8 @@ class Dispatcher:
         # including ``send_now`` from the web app's background tasks.
         self._provider_lock = threading.Lock()
         self._next_free = 0.0  # monotonic time when MAX_SEND_RATE allows the next send
+        self._now_waiting: set[int] = set()  # rows handed to send_now, not taken yet
+        self._now_sender = False  # a thread is sending them
         # Read once: settings properties parse on every access, and this is per row.
         self._default_window = settings.window
         self._practice_zone = settings.zone
@@ -144,7 +146,7 @@ class Dispatcher:
         work. An exception in any of them (a refused API key) is raised here.
         """
         report = DispatchReport()
-        with self._pass:
+        with self._pass, collection.fewer_collections():
             workers = self.settings.dispatch_workers
             if not self.provider.thread_safe or limit is not None:
                 workers = 1
@@ -175,13 +177,38 @@ class Dispatcher:
         """Sends one queued row at once (the confirmation email after a sign-up).
 
         Takes no pass lock: taking rows is atomic like any other, so it never waits
-        behind a long newsletter pass.
+        behind a long newsletter pass. A call made while another thread sends leaves its
+        row to that thread and returns: eight sign-ups at once cost one batch, not eight.
         """
         report = DispatchReport()
-        prepared = self._prepare(99, 1, report, only_id=outbox_id)
-        if prepared is not None:
+        with self._state:
+            self._now_waiting.add(outbox_id)
+            if self._now_sender:
+                return report  # a thread is sending them already: it takes this one too
+            self._now_sender = True
+        try:
+            while True:
+                with self._state:
+                    ids = sorted(self._now_waiting)
+                    self._now_waiting.clear()
+                    if not ids:
+                        self._now_sender = False
+                        return report
+                self._send_these(ids, report)
+        except BaseException:
+            with self._state:
+                self._now_sender = False  # the rows wait in the queue for the next pass
+            raise
+
+    def _send_these(self, ids: list[int], report: DispatchReport) -> None:
+        """Sends the queued rows among ``ids``, a step at a time (one batch per step)."""
+        left = len(ids)
+        while left > 0:
+            prepared = self._prepare(99, left, report, only=ids)
+            if prepared is None:
+                return
+            left -= prepared.handled
             self._deliver(prepared, report)
-        return report
 
     def _loop(self, index: int, limit: int | None, report: DispatchReport) -> None:
         handled = 0
@@ -213,7 +240,7 @@ class Dispatcher:
     # -- 1. take, check, mark sending ------------------------------------------------
 
     def _prepare(
-        self, index: int, size: int, report: DispatchReport, *, only_id: int | None = None
+        self, index: int, size: int, report: DispatchReport, *, only: Sequence[int] | None = None
     ) -> _Prepared | None:
         """One transaction: take due rows, set aside what must not go now, and mark one
         step's rows ``sending`` (committed before anything leaves). ``None``: nothing due.
@@ -225,9 +252,7 @@ class Dispatcher:
         token = self._token(index)
         lease = timedelta(seconds=self.settings.lease_seconds)
         with self.engine.begin() as conn:
-            rows = outbox_ops.take(
-                conn, now=now, limit=size, only_id=only_id, give_up=self._give_up
-            )
+            rows = outbox_ops.take(conn, now=now, limit=size, only_ids=only, give_up=self._give_up)
             if not rows:
                 return None
             sendable = self._set_aside(conn, rows, now, report)

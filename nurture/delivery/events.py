@@ -16,6 +16,7 @@ changes nothing. Then:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,8 @@ from nurture.subscriptions import Subscriptions
 from nurture.webhooks.base import DeliveryEvent
 
 log = logging.getLogger(__name__)
+#: Events that are evidence a send left: they settle a row still in flight.
+_EVIDENCE = frozenset({"processed", "delivered"})
 _REASON = {
     "bounce": "bounce",
     "dropped": "dropped",
@@ -62,7 +65,62 @@ class DeliveryEvents:
         self.provider = provider
 
     def apply(self, events: Sequence[DeliveryEvent], *, now: datetime) -> int:
-        """Applies every event not seen before, in one transaction; returns how many."""
+        """Applies every event not seen before; returns how many.
+
+        Set-based first: the whole batch in one transaction, recorded by one INSERT,
+        and only the events that change something (evidence for a row not settled yet,
+        a suppression) applied one by one. Should anything in it fail, that transaction
+        is rolled back and the batch applied again event by event, each in its own
+        savepoint, so one bad event costs only itself.
+        """
+        if not events:
+            return 0
+        try:
+            with self.engine.begin() as conn:
+                applied, counts = self._apply_batch(conn, events, now)
+        except Exception:
+            log.warning(
+                "webhook batch not applied as a whole; applying its events one by one",
+                exc_info=True,
+                extra={"action": "webhook.batch_fallback"},
+            )
+            return self._apply_each(events, now)
+        for (kind, new), count in counts.items():
+            metrics.webhook_events.labels(kind, "yes" if new else "duplicate").inc(count)
+        return applied
+
+    def _apply_batch(
+        self, conn: Connection, events: Sequence[DeliveryEvent], now: datetime
+    ) -> tuple[int, Counter[tuple[str, bool]]]:
+        """The set-based path: (events applied, counts by (kind, new)) for the metrics."""
+        rows: dict[str, dict[str, Any]] = {}  # by stored id: a repeated event goes in once
+        for event in events:
+            row = self._row(event, now)
+            rows.setdefault(row["event_id"], row)
+        inserted = event_ops.remember_many(conn, list(rows.values()))
+        fresh: list[DeliveryEvent] = []
+        counts: Counter[tuple[str, bool]] = Counter()
+        for event in events:
+            key = event.event_id[:100]
+            new = key in inserted
+            inserted.discard(key)  # a second copy in the same batch is a duplicate
+            counts[(event.kind, new)] += 1
+            if new:
+                fresh.append(event)
+        evidence = [e.outbox_id for e in fresh if e.kind in _EVIDENCE and e.outbox_id is not None]
+        # Rows already settled (the dispatcher recorded them: nearly every row) need
+        # nothing more; the rest go through the same steps as one event alone, in order.
+        pending = event_ops.unsettled(conn, evidence)
+        for event in fresh:
+            if event.kind in _EVIDENCE and event.outbox_id in pending:
+                assert event.outbox_id is not None
+                reconcile_sent(conn, self.catalogue, event.outbox_id, _message_id(event.raw), now)
+            elif event.suppresses:
+                self._suppress(conn, event, now)
+        return len(fresh), counts
+
+    def _apply_each(self, events: Sequence[DeliveryEvent], now: datetime) -> int:
+        """The batch again, one savepoint per event, in one transaction."""
         applied = 0
         with self.engine.begin() as conn:
             for event in events:
@@ -84,23 +142,28 @@ class DeliveryEvents:
     def _apply_one(self, conn: Connection, event: DeliveryEvent, now: datetime) -> bool:
         if not self._remember(conn, event, now):
             return False
-        if event.kind in ("processed", "delivered") and event.outbox_id is not None:
+        if event.kind in _EVIDENCE and event.outbox_id is not None:
             reconcile_sent(conn, self.catalogue, event.outbox_id, _message_id(event.raw), now)
         elif event.suppresses:
             self._suppress(conn, event, now)
         return True
 
     def _remember(self, conn: Connection, event: DeliveryEvent, now: datetime) -> bool:
-        return event_ops.remember(
-            conn,
-            event_id=event.event_id,
-            provider=self.provider,
-            event=event.kind,
-            outbox_id=event.outbox_id,
-            occurred_at=event.occurred_at,
-            received_at=now,
-            detail=event.reason,
-        )
+        return event_ops.remember(conn, **self._fields(event, now))
+
+    def _row(self, event: DeliveryEvent, now: datetime) -> dict[str, Any]:
+        return event_ops.event_row(**self._fields(event, now))
+
+    def _fields(self, event: DeliveryEvent, now: datetime) -> dict[str, Any]:
+        return {
+            "event_id": event.event_id,
+            "provider": self.provider,
+            "event": event.kind,
+            "outbox_id": event.outbox_id,
+            "occurred_at": event.occurred_at,
+            "received_at": now,
+            "detail": event.reason,
+        }
 
     def _suppress(self, conn: Connection, event: DeliveryEvent, now: datetime) -> None:
         row = self._subscriber(conn, event)

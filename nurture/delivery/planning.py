@@ -56,8 +56,9 @@ def decide(enrolment: Any, catalogue: Catalogue, settings: Settings) -> dict[str
         log.warning("enrolment in unknown campaign", extra={"campaign": enrolment.campaign})
         return STOP
     if enrolment.next_step >= len(campaign.steps):
-        # Evergreen: the reader stays, for the steps the therapist adds later.
-        return HOLD if campaign.hold else COMPLETE
+        # Evergreen: the reader stays, for the steps the therapist adds later. A reader
+        # who signed up before any step was published waits for the first one too.
+        return HOLD if campaign.hold or not campaign.steps else COMPLETE
     step = campaign.steps[enrolment.next_step]
     due_at = sequencing.send_time(
         enrolment.next_due_at,
@@ -120,7 +121,8 @@ _held_checked: weakref.WeakKeyDictionary[Engine, dict[str, tuple[int, bool]]] = 
 
 def _wake_held(engine: Engine, catalogue: Catalogue, *, now: datetime) -> None:
     """Steps added to an evergreen sequence reach the readers held at its end, each
-    after its own delay from now; a sequence no longer evergreen releases them."""
+    after its own delay from now; a sequence no longer evergreen releases them, except
+    readers who joined before its first step was published: that step reaches them."""
     checked = _held_checked.setdefault(engine, {})
     for campaign in catalogue.campaigns.values():
         state = (len(campaign.steps), campaign.hold)
@@ -128,13 +130,12 @@ def _wake_held(engine: Engine, catalogue: Catalogue, *, now: datetime) -> None:
             continue
         with engine.begin() as conn:
             if not campaign.hold:
-                enrolment_ops.release_held(conn, campaign.slug, now=now)
-            else:
-                for position in enrolment_ops.held_positions(
-                    conn, campaign.slug, below=len(campaign.steps)
-                ):
-                    due = now + campaign.steps[position].delay
-                    enrolment_ops.wake(conn, campaign.slug, position=position, due=due, now=now)
+                enrolment_ops.release_held(conn, campaign.slug, now=now, after_first=True)
+            for position in enrolment_ops.held_positions(
+                conn, campaign.slug, below=len(campaign.steps)
+            ):
+                due = now + campaign.steps[position].delay
+                enrolment_ops.wake(conn, campaign.slug, position=position, due=due, now=now)
         checked[campaign.slug] = state
 
 

@@ -17,6 +17,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import cached_property
+from typing import Any
 
 import idna
 
@@ -179,6 +180,19 @@ class Batch:
     def subject(self) -> str:
         return self.subject_prefix + self.content.subject
 
+    @cached_property
+    def _shared_headers(self) -> dict[str, Any]:
+        """The headers every message of the batch shares, parsed once: the email
+        package parses a header each time one is set, unless it is given one it made."""
+        make = MESSAGE_POLICY.header_factory
+        headers = {
+            "From": make("From", Address(self.sender.name, addr_spec=self.sender.email)),
+            "Subject": make("Subject", self.subject),
+        }
+        if self.sender.reply_to:
+            headers["Reply-To"] = make("Reply-To", self.sender.reply_to)
+        return headers
+
     def mime(self, recipient: Recipient, *, message_id: str | None = None) -> EmailMessage:
         """The complete MIME message for one recipient, exactly as SMTP sends it.
 
@@ -188,11 +202,12 @@ class Batch:
         """
         html_body, text_body = self.content.personalise(recipient.values)
         msg = EmailMessage(policy=MESSAGE_POLICY)
-        msg["From"] = Address(self.sender.name, addr_spec=self.sender.email)
+        shared = self._shared_headers
+        msg["From"] = shared["From"]
         msg["To"] = header_address(recipient.email)
         if self.sender.reply_to:
-            msg["Reply-To"] = self.sender.reply_to
-        msg["Subject"] = self.subject
+            msg["Reply-To"] = shared["Reply-To"]
+        msg["Subject"] = shared["Subject"]
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id or make_msgid(domain=self.sender.email.rpartition("@")[2])
         try:

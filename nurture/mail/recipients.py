@@ -52,7 +52,7 @@ class RecipientFactory:
         self._unsubscribe = f"{base}/unsubscribe/"
         self._preferences = f"{base}/preferences/"
         self._confirm = f"{base}/confirm/"
-        self._mailto_domain = settings.mail_domain
+        self._mailto_domain = settings.unsubscribe_domain
 
     def marketing(
         self,

@@ -9,6 +9,7 @@ Nothing per-recipient ever passes through here.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,11 @@ from markupsafe import Markup
 from mjml import mjml2html
 
 from nurture.campaigns.model import NEWSLETTERS, Catalogue, Newsletter, Step
+from nurture.campaigns.snippets import Snippet
 from nurture.exceptions import NurtureError, RenderError
+from nurture.mail.links import LinkIds
 from nurture.mail.messages import Content, placeholder
-from nurture.rendering import markdown, templates
+from nurture.rendering import markdown, snippets, templates
 from nurture.settings import Settings
 
 CONFIRMATION_STEP = "confirmation"
@@ -49,20 +52,30 @@ class Body:
     text: str
 
 
-def render_body(settings: Settings, source: str, article_url: str) -> Body:
+def render_body(
+    settings: Settings,
+    source: str,
+    article_url: str,
+    *,
+    links: Callable[[str], str] | None = None,
+    shared: Mapping[str, Snippet] | None = None,
+) -> Body:
     """Runs the sandboxed Jinja, then Markdown.
 
+    ``links`` rewrites every link target (``LINK_COUNTS``: to ``BASE_URL/l/{id}``).
+    ``shared`` are the catalogue's snippets, for ``{{ snippet.NAME }}``.
     Raises Jinja's errors unchanged (the caller knows the file and line), and
     :class:`RenderError` when ``first_name`` went through a filter.
     """
     env = templates.body_environment()
     context = templates.body_context(settings, article_url)
+    context = snippets.with_snippets(env, context, shared or {})
     markdown_source = env.from_string(source).render(context)
     marker = templates.FIRST_NAME_MARKER
-    html = markdown.to_html(markdown_source).replace(
+    html = markdown.to_html(markdown_source, links).replace(
         marker, placeholder("first_name", for_html=True)
     )
-    text = markdown.to_text(markdown_source).replace(
+    text = markdown.to_text(markdown_source, links=links).replace(
         marker, placeholder("first_name", for_html=False)
     )
     if marker.lower() in html.lower():
@@ -75,12 +88,18 @@ class Renderer:
     """Compiles steps, newsletters and confirmation emails, each once per instance.
 
     Thread-safe. Keep one per dispatch run (or per process) and drop it to pick up
-    edited campaign files along with a fresh catalogue.
+    edited campaign files along with a fresh catalogue. With ``LINK_COUNTS`` on, body
+    links become ``BASE_URL/l/{id}`` here, once per step (see :mod:`nurture.mail.links`).
     """
 
     def __init__(self, settings: Settings, catalogue: Catalogue) -> None:
         self._settings = settings
         self._catalogue = catalogue
+        self._link_ids = (
+            LinkIds(settings.secret_key_values(), settings.base_url)
+            if settings.link_counts
+            else None
+        )
         self._layouts = templates.layout_environment(settings)
         self._cache: dict[tuple[str, str], Compiled] = {}
         self._lock = threading.Lock()
@@ -124,6 +143,7 @@ class Renderer:
         body = self._body(item, campaign, article_url)
         context = self._layout_context(item.subject, item.preheader, article_title)
         context.update(body_html=Markup(body.html), body_text=body.text.rstrip("\n"))
+        context["archive_url"] = self._archive_url(item, campaign)
         mjml_source, html, text = self._layout(templates.LAYOUT, context, campaign, step)
         content = Content(campaign, step, item.subject, item.preheader, html, text, marketing=True)
         return Compiled(mjml_source, content)
@@ -145,9 +165,22 @@ class Renderer:
         )
         return Compiled(mjml_source, content)
 
+    def _archive_url(self, item: Step | Newsletter, campaign: str) -> str:
+        """The public web copy of a newsletter (or archived step): "View in your browser"."""
+        base = self._settings.base_url
+        if isinstance(item, Newsletter):
+            return f"{base}/archive/{item.slug}"
+        if getattr(self._catalogue.campaign(campaign), "archive", False):
+            return f"{base}/archive/{campaign}/{item.slug}"
+        return ""
+
     def _body(self, item: Step | Newsletter, campaign: str, article_url: str) -> Body:
+        ids = self._link_ids
+        links = ids.wrapper(campaign, item.slug) if ids is not None else None
         try:
-            return render_body(self._settings, item.body, article_url)
+            return render_body(
+                self._settings, item.body, article_url, links=links, shared=self._catalogue.snippets
+            )
         except RenderError as exc:
             line, detail = item.body_line, exc.message
         except TemplateError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,14 +31,29 @@ def _parser() -> MarkdownIt:
 _MD = _parser()
 
 
-def to_html(source: str) -> str:
-    """The body as an HTML fragment (paragraphs, lists, links, images)."""
-    return _MD.render(source)
+def to_html(source: str, links: Callable[[str], str] | None = None) -> str:
+    """The body as an HTML fragment (paragraphs, lists, links, images).
+
+    ``links`` rewrites each link's target (``LINK_COUNTS``: to its ``/l/`` address).
+    """
+    if links is None:
+        return _MD.render(source)
+    return _MD.renderer.render(_parse(source, links), _MD.options, {})
 
 
-def to_text(source: str, width: int = WIDTH) -> str:
+def to_text(source: str, width: int = WIDTH, links: Callable[[str], str] | None = None) -> str:
     """The body as plain text, with links as footnotes ``text [1]`` listed at the end."""
-    return _TextRenderer(width).render(_MD.parse(source))
+    return _TextRenderer(width).render(_parse(source, links))
+
+
+def _parse(source: str, links: Callable[[str], str] | None) -> list[Token]:
+    tokens = _MD.parse(source)
+    if links is not None:
+        for token in tokens:
+            for child in token.children or []:
+                if child.type == "link_open":
+                    child.attrSet("href", links(str(child.attrGet("href") or "")))
+    return tokens
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ def sample_recipient(settings: Settings, *, fallback: str = "there") -> Recipien
         },
         headers={
             "List-Unsubscribe": (
-                f"<{unsubscribe}>, <mailto:unsubscribe+{SAMPLE_TOKEN}@{settings.mail_domain}>"
+                f"<{unsubscribe}>, "
+                f"<mailto:unsubscribe+{SAMPLE_TOKEN}@{settings.unsubscribe_domain}>"
             ),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },

@@ -20,9 +20,10 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.settings import Settings
 
-#: What a body may use. ``links`` holds :data:`LINKS`; the last three are the settings
+#: What a body may use. ``links`` holds :data:`LINKS`; then the settings
 #: ``CRISIS_LINE``, ``REPLY_POLICY`` and ``CONSULTATION_OFFER``, so the practice words
-#: them once and no email promises what it does not offer.
+#: them once and no email promises what it does not offer; ``snippet`` holds the shared
+#: blocks of ``campaigns/snippets/`` (:mod:`nurture.rendering.snippets`).
 VARIABLES = (
     "first_name",
     "therapist_name",
@@ -31,6 +32,7 @@ VARIABLES = (
     "crisis_line",
     "reply_policy",
     "consultation_offer",
+    "snippet",
 )
 LINKS = ("article", "booking", "site")
 #: Stands in for the recipient's first name until after Markdown (letters only, so no

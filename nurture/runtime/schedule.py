@@ -67,6 +67,7 @@ def schedule(settings: Settings) -> tuple[ScheduledJob, ...]:
             HOUSEKEEPING_EVERY,
             timedelta(seconds=5),
             "expired leases, unknown outcomes reconciled, consent IPs past "
-            "`IP_RETENTION_DAYS` dropped",
+            "`IP_RETENTION_DAYS` dropped, unsubscribed people's data erased after "
+            "`RETENTION_UNSUBSCRIBED_DAYS`, webhook events after 30 days",
         ),
     )

@@ -7,13 +7,17 @@ the dispatcher to finish the batch in flight, wait for the running job, and exit
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from datetime import UTC
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from nurture.clock import utcnow
+from nurture.exceptions import ConfigurationError
+from nurture.runtime import reload
 from nurture.runtime.schedule import JOB_DEFAULTS, schedule
 from nurture.runtime.services import Services
 from nurture.runtime.signals import StopSignals
@@ -35,6 +39,34 @@ def make_scheduler(services: Services) -> BackgroundScheduler:
             next_run_time=now + job.first_after,
         )
     return scheduler
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts.
+
+    Raises :class:`ConfigurationError` with one line saying how to choose another port
+    when this one is taken (rather than uvicorn's message, after the scheduler started).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigurationError(
+                f"port {port} on {host} is already in use: choose another with "
+                f"`make run PORT={port + 1}` or `nurture serve --port {port + 1}`"
+            ) from None
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(
@@ -59,10 +91,13 @@ def serve(
         return 0
     stop = signals.event
 
+    sock = bind(host, port) if web else None
     sched = make_scheduler(services) if scheduler else None
     if sched:
         sched.start()
         log.info("scheduler started", extra={"tick_seconds": services.settings.tick_seconds})
+    # The web half's own look at the campaign files (the jobs look before every pass).
+    watcher = reload.Watcher(services).start() if web else None
     try:
         if web:
             from nurture.web.app import create_app
@@ -72,7 +107,8 @@ def serve(
                 host=host,
                 port=port,
                 log_config=None,
-                access_log=False,  # access logs would carry tokens in paths
+                # uvicorn's access log would carry tokens in paths; ACCESS_LOG is ours.
+                access_log=False,
                 proxy_headers=False,
                 timeout_graceful_shutdown=10,
             )
@@ -80,10 +116,14 @@ def serve(
             # A stop that came while the app was being built: uvicorn never saw it.
             signals.on_stop(lambda: setattr(server, "should_exit", True))
             log.info("web listening", extra={"host": host, "port": port})
-            server.run()
+            server.run(sockets=[sock] if sock else None)
         else:
             stop.wait()
     finally:
+        if watcher:
+            watcher.stop()
+        if sock:
+            sock.close()
         services.dispatcher.request_stop()
         if sched:
             sched.shutdown(wait=True)  # the batch in flight finishes first

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from nurture.campaigns import Catalogue
+    from nurture.campaigns.reload import CatalogueSource
     from nurture.delivery.dispatch import Dispatcher
     from nurture.delivery.events import DeliveryEvents
     from nurture.mail.recipients import RecipientFactory
@@ -43,6 +44,8 @@ class Services:
     delivery_events: DeliveryEvents
     #: "Now" for every caller of the core: the real clock unless a test or ``tick --at`` moves it.
     clock: Clock
+    #: Keeps ``catalogue`` in step with the files (see :mod:`nurture.runtime.reload`).
+    catalogue_source: CatalogueSource | None = None
 
 
 def build_services(
@@ -55,6 +58,7 @@ def build_services(
     """Builds every core object once. Loading the campaigns here means a broken file
     stops start-up with its ``path:line: message`` instead of failing mid-send."""
     from nurture.campaigns import load_catalogue
+    from nurture.campaigns.reload import CatalogueSource
     from nurture.delivery.dispatch import Dispatcher
     from nurture.delivery.events import DeliveryEvents
     from nurture.mail.recipients import RecipientFactory
@@ -88,4 +92,5 @@ def build_services(
         health=Health(engine, settings.tick_seconds, clock()),
         delivery_events=DeliveryEvents(engine, settings, catalogue, subscriptions),
         clock=clock,
+        catalogue_source=CatalogueSource(settings, catalogue, clock=clock),
     )

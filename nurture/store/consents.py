@@ -30,6 +30,7 @@ CHANNELS = (
     "preferences",
     "import",
     "cli",
+    "retention",  # erased by housekeeping after RETENTION_UNSUBSCRIBED_DAYS
 )
 
 # Column widths, so that a long user agent or URL is cut rather than refused.

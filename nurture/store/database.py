@@ -7,6 +7,7 @@ is reached through ``DATABASE_URL``; plain ``postgresql://`` URLs use psycopg 3.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,14 @@ from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 READ_ONLY = "nurture_read_only"
+_WRITER = "nurture_sqlite_writer"
+
+
+def _release(conn: Any) -> None:
+    """Ends this connection's turn as the process's SQLite writer, if it had one."""
+    lock = conn.info.pop(_WRITER, None)
+    if lock is not None:
+        lock.release()
 
 
 def normalise_url(url: str) -> str:
@@ -59,13 +68,31 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        # The writers of this process queue here for SQLite's write lock. Waiting in
+        # SQLite's busy handler means sleeping 1 to 100 ms between tries, so eight
+        # sign-ups and their confirmations would spend more time asleep than writing;
+        # a lock hands the turn over at once. Other processes still meet at the file.
+        writers = threading.Lock()
+
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             # Writers take the write lock up front (BEGIN IMMEDIATE); readers opened
             # with reading() neither wait for it nor hold it.
-            read_only = conn.get_execution_options().get(READ_ONLY, False)
-            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            if conn.get_execution_options().get(READ_ONLY, False):
+                conn.exec_driver_sql("BEGIN")
+                return
+            # Bounded like busy_timeout: a thread that nests two writing transactions
+            # waits for itself, then meets SQLite's own timeout as it did before.
+            if writers.acquire(timeout=30):
+                conn.info[_WRITER] = writers
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                _release(conn)
+                raise
 
+        event.listen(engine, "commit", _release)
+        event.listen(engine, "rollback", _release)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     # No server-side prepared statements: after five runs psycopg would switch to them,

@@ -168,13 +168,17 @@ def wake(conn: Connection, campaign: str, *, position: int, due: datetime, now: 
     ).rowcount
 
 
-def release_held(conn: Connection, campaign: str, *, now: datetime) -> int:
-    """A sequence no longer evergreen: its held readers have completed it."""
-    return conn.execute(
-        update(enrolments)
-        .where(enrolments.c.campaign == campaign, enrolments.c.status == EnrolmentStatus.HELD)
-        .values(status=EnrolmentStatus.COMPLETED, updated_at=now)
-    ).rowcount
+def release_held(
+    conn: Connection, campaign: str, *, now: datetime, after_first: bool = False
+) -> int:
+    """A sequence no longer evergreen: its held readers have completed it (with
+    ``after_first``, only those who had received at least one step)."""
+    query = update(enrolments).where(
+        enrolments.c.campaign == campaign, enrolments.c.status == EnrolmentStatus.HELD
+    )
+    if after_first:
+        query = query.where(enrolments.c.next_step > 0)
+    return conn.execute(query.values(status=EnrolmentStatus.COMPLETED, updated_at=now)).rowcount
 
 
 # One subscriber's enrolments ---------------------------------------------------

@@ -39,12 +39,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from nurture.store import bulk
 from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, subscribers, webhook_events
 from nurture.store.statuses import OutboxStatus
-from nurture.store.upsert import insert_ignore
 
 _QUEUED = text("outbox." + QUEUED_ROWS)
+#: What planning decides of a row; the rest starts the same for every row.
+_PLANNED = ("subscriber_id", "kind", "campaign", "step", "due_at", "expires_at")
 _IN_FLIGHT = text("outbox." + IN_FLIGHT_ROWS)
+# Literal, not an expanding IN: that is rendered afresh at every execution.
+_NOT_FINAL = text("outbox.status IN ('sending', 'unknown', 'queued')")
 
 
 class Claimed(NamedTuple):
@@ -76,23 +80,15 @@ def enqueue_keys(
     conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime
 ) -> set[tuple[int, str, str]]:
     """Like :func:`enqueue`; returns the (subscriber, campaign, step) really inserted."""
-    if not rows:
-        return set()
-    values = [
-        {
-            "expires_at": None,
-            **row,
-            "status": OutboxStatus.QUEUED,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for row in rows
-    ]
-    statement = insert_ignore(conn, outbox).returning(
-        outbox.c.subscriber_id, outbox.c.campaign, outbox.c.step
+    inserted = bulk.insert_ignore_returning(
+        conn,
+        outbox,
+        rows,
+        _PLANNED,
+        {"status": OutboxStatus.QUEUED.value, "attempts": 0, "created_at": now, "updated_at": now},
+        returning=("subscriber_id", "campaign", "step"),
     )
-    return {(r.subscriber_id, r.campaign, r.step) for r in conn.execute(statement, values)}
+    return {(r.subscriber_id, r.campaign, r.step) for r in inserted}
 
 
 def existing(conn: Connection, keys: Iterable[tuple[int, str, str]]) -> list[Any]:
@@ -124,7 +120,7 @@ def take(
     *,
     now: datetime,
     limit: int,
-    only_id: int | None = None,
+    only_ids: Sequence[int] | None = None,
     give_up: timedelta = timedelta(days=2),
 ) -> list[Claimed]:
     """Up to ``limit`` due rows with their subscriber, oldest first, held for this
@@ -159,11 +155,11 @@ def take(
         .order_by(outbox.c.due_at, outbox.c.id)
         .limit(limit)
     )
-    if only_id is not None:
-        query = query.where(outbox.c.id == only_id)
+    if only_ids is not None:
+        query = query.where(_among(conn, only_ids))
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=outbox)
-    return [Claimed._make(row) for row in conn.execute(query)]
+    return list(map(Claimed._make, conn.execute(query).all()))
 
 
 def start_sending(
@@ -215,7 +211,7 @@ def mark_group_sent(
         update(outbox)
         .where(
             _among(conn, ids),
-            outbox.c.status.in_((OutboxStatus.SENDING, OutboxStatus.UNKNOWN, OutboxStatus.QUEUED)),
+            _NOT_FINAL,
         )
         .values(
             status=OutboxStatus.SENT,

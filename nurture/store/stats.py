@@ -1,38 +1,292 @@
-"""Read-only numbers for ``nurture stats``: statuses, funnels, unsubscribes per step."""
+"""The numbers of ``nurture stats``, ``GET /studio/api/stats`` and the studio dashboard.
+
+:func:`collect` is the one place they are computed, so the three always agree. Every
+figure is a count over many people: who did what is never returned. Counts outlive the
+rows they came from: mail older than ``RETENTION_SENT_DAYS`` is read from
+``outbox_daily`` and the sequences of erased subscribers from ``sequence_stops``
+(see :mod:`nurture.store.folding`), so retention never changes a total.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
 
-from nurture.store.schema import enrolments, outbox, subscribers
-from nurture.store.statuses import MARKETING, EnrolmentStatus, OutboxStatus
+from sqlalchemy import Connection, Engine, func, select
+
+from nurture.store import database, links
+from nurture.store.schema import (
+    consents,
+    enrolments,
+    newsletter_runs,
+    outbox,
+    outbox_daily,
+    sequence_stops,
+    subscribers,
+)
+from nurture.store.statuses import (
+    EnrolmentStatus,
+    OutboxKind,
+    OutboxStatus,
+    SubscriberStatus,
+)
+
+#: How many weeks the weekly series covers, the current one included.
+WEEKS = 12
+#: A newsletter's unsubscribes are those in this window after it went out.
+AFTER_NEWSLETTER = timedelta(days=7)
+#: Failed sends are reported for this long (the queue's recent health).
+FAILED_WINDOW = timedelta(days=30)
+#: The pseudo-campaign newsletters are addressed under (``campaigns.model.NEWSLETTERS``).
+NEWSLETTERS = "newsletters"
+#: Consent actions counted in the weekly series.
+WEEKLY_ACTIONS = {"opt_in": "signups", "confirm": "confirmations", "withdraw": "unsubscribes"}
+_ADDRESS = re.compile(r"[^\s@<>\"'(),;:]+@[^\s@<>\"'(),;:]+")
 
 
-def subscribers_by_status(conn: Connection) -> dict[str, int]:
+class _Step(Protocol):
+    @property
+    def slug(self) -> str: ...
+
+
+class _Campaign(Protocol):
+    @property
+    def steps(self) -> Sequence[_Step]: ...
+
+
+class CatalogueLike(Protocol):
+    """What :func:`read` needs of a :class:`~nurture.campaigns.Catalogue`."""
+
+    @property
+    def campaigns(self) -> Mapping[str, _Campaign]: ...
+
+    @property
+    def newsletters(self) -> Mapping[str, Any]: ...
+
+
+def read(engine: Engine, catalogue: CatalogueLike, *, now: datetime) -> dict[str, Any]:
+    """:func:`collect` on a read-only connection, with the catalogue's steps in order."""
+    with database.reading(engine) as conn:
+        return collect(
+            conn,
+            campaigns={
+                slug: [step.slug for step in campaign.steps]
+                for slug, campaign in catalogue.campaigns.items()
+            },
+            newsletters=list(catalogue.newsletters),
+            now=now,
+        )
+
+
+def collect(
+    conn: Connection,
+    *,
+    campaigns: Mapping[str, Sequence[str]],
+    newsletters: Sequence[str],
+    now: datetime,
+) -> dict[str, Any]:
+    """Every figure, as JSON-ready data.
+
+    ``campaigns`` maps each sequence's slug to its step slugs in order; ``newsletters``
+    lists the newsletter slugs. Steps and newsletters found in the data but no longer
+    in the files are listed after them, so the totals always match what was sent. The
+    shape (DESIGN.md's, plus what the dashboard needs)::
+
+        {"generated_at": ISO, "subscribers": {STATUS: N},
+         "campaigns": {SLUG: {"steps": [{"step", "sent", "stopped_after", "clicks"}],
+                              "stopped_before_first": N}},
+         "newsletters": {SLUG: {"sent", "clicks", "unsubscribes_7d", "sent_at"}},
+         "weeks": [{"week": MONDAY, "signups", "confirmations", "unsubscribes"}],
+         "queue": {"due", "scheduled", "sending", "unknown", "failed",
+                   "failed_reasons": [{"reason", "count"}]}}
+    """
+    sent = _sent_per_step(conn)
+    clicks = links.clicks_per_step(conn)
+    return {
+        "generated_at": now.astimezone(UTC).isoformat(),
+        "subscribers": _subscribers(conn),
+        "campaigns": _campaigns(conn, campaigns, sent, clicks),
+        "newsletters": _newsletters(conn, newsletters, sent, clicks),
+        "weeks": _weeks(conn, now),
+        "queue": _queue(conn, now),
+    }
+
+
+def _subscribers(conn: Connection) -> dict[str, int]:
     query = select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
-    return dict(conn.execute(query).all())
+    found: dict[str, int] = {str(s): int(n) for s, n in conn.execute(query)}
+    return {str(s): found.pop(str(s), 0) for s in SubscriberStatus} | found
 
 
-def sent_per_step(conn: Connection) -> dict[tuple[str, str], int]:
-    """How many subscribers received each (campaign, step): the sequence funnel."""
-    query = (
+def _sent_per_step(conn: Connection) -> Counter[tuple[str, str]]:
+    """Sent marketing emails by (campaign, step): live rows plus folded counts."""
+    marketing = (OutboxKind.SEQUENCE, OutboxKind.NEWSLETTER)
+    live = (
         select(outbox.c.campaign, outbox.c.step, func.count())
-        .where(outbox.c.status == OutboxStatus.SENT, outbox.c.kind.in_(MARKETING))
+        .where(outbox.c.status == OutboxStatus.SENT, outbox.c.kind.in_(marketing))
         .group_by(outbox.c.campaign, outbox.c.step)
     )
-    return {(c, s): n for c, s, n in conn.execute(query)}
+    folded = (
+        select(outbox_daily.c.campaign, outbox_daily.c.step, func.sum(outbox_daily.c.count))
+        .where(outbox_daily.c.status == OutboxStatus.SENT, outbox_daily.c.kind.in_(marketing))
+        .group_by(outbox_daily.c.campaign, outbox_daily.c.step)
+    )
+    counts: Counter[tuple[str, str]] = Counter()
+    for query in (live, folded):
+        for campaign, step, n in conn.execute(query):
+            counts[(campaign, step)] += int(n)
+    return counts
 
 
-def stopped_after_step(conn: Connection) -> dict[tuple[str, int], int]:
-    """Stopped enrolments by (campaign, steps received): where people unsubscribed."""
-    query = (
+def _stops(conn: Connection) -> Counter[tuple[str, int]]:
+    """Readers who left a sequence, by (campaign, steps received).
+
+    Leaving is unsubscribing (from everything, or a bounce or complaint, which
+    unsubscribe too): a stopped enrolment of an unsubscribed reader. Stops for other
+    reasons (a booking, a refused address) are not leaving and are not counted.
+    """
+    live = (
         select(enrolments.c.campaign, enrolments.c.next_step, func.count())
-        .where(enrolments.c.status == EnrolmentStatus.STOPPED)
+        .join(subscribers, subscribers.c.id == enrolments.c.subscriber_id)
+        .where(
+            enrolments.c.status == EnrolmentStatus.STOPPED,
+            subscribers.c.status == SubscriberStatus.UNSUBSCRIBED,
+        )
         .group_by(enrolments.c.campaign, enrolments.c.next_step)
     )
-    return {(c, s): n for c, s, n in conn.execute(query)}
+    folded = select(
+        sequence_stops.c.campaign, sequence_stops.c.received, func.sum(sequence_stops.c.count)
+    ).group_by(sequence_stops.c.campaign, sequence_stops.c.received)
+    counts: Counter[tuple[str, int]] = Counter()
+    for query in (live, folded):
+        for campaign, received, n in conn.execute(query):
+            counts[(campaign, int(received))] += int(n)
+    return counts
+
+
+def _campaigns(
+    conn: Connection,
+    campaigns: Mapping[str, Sequence[str]],
+    sent: Counter[tuple[str, str]],
+    clicks: dict[tuple[str, str], int],
+) -> dict[str, Any]:
+    stops = _stops(conn)
+    order = {slug: list(steps) for slug, steps in campaigns.items()}
+    for campaign, step in (*sent, *clicks):
+        if campaign != NEWSLETTERS and step not in order.setdefault(campaign, []):
+            order[campaign].append(step)
+    out: dict[str, Any] = {}
+    for slug, steps in order.items():
+        out[slug] = {
+            "steps": [
+                {
+                    "step": step,
+                    "sent": sent.get((slug, step), 0),
+                    "stopped_after": stops.get((slug, index + 1), 0),
+                    "clicks": clicks.get((slug, step), 0),
+                }
+                for index, step in enumerate(steps)
+            ],
+            "stopped_before_first": stops.get((slug, 0), 0),
+        }
+    return out
+
+
+def _newsletters(
+    conn: Connection,
+    slugs: Sequence[str],
+    sent: Counter[tuple[str, str]],
+    clicks: dict[tuple[str, str], int],
+) -> dict[str, Any]:
+    campaign = NEWSLETTERS
+    query = select(newsletter_runs.c.slug, newsletter_runs.c.planned_at)
+    runs: dict[str, datetime] = {slug: at for slug, at in conn.execute(query)}
+    order = list(slugs)
+    for c, step in (*sent, *clicks, *((campaign, s) for s in runs)):
+        if c == campaign and step not in order:
+            order.append(step)
+    out: dict[str, Any] = {}
+    for slug in order:
+        started = runs.get(slug)
+        out[slug] = {
+            "sent": sent.get((campaign, slug), 0),
+            "clicks": clicks.get((campaign, slug), 0),
+            "unsubscribes_7d": _withdrawals(conn, started) if started else 0,
+            "sent_at": started.isoformat() if started else None,
+        }
+    return out
+
+
+def _withdrawals(conn: Connection, start: datetime) -> int:
+    query = select(func.count()).where(
+        consents.c.action == "withdraw",
+        consents.c.created_at >= start,
+        consents.c.created_at < start + AFTER_NEWSLETTER,
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def _weeks(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    """Sign-ups, confirmations and unsubscribes per week (Monday to Sunday, UTC)."""
+    this_monday = now.astimezone(UTC).date() - timedelta(days=now.astimezone(UTC).weekday())
+    first = this_monday - timedelta(weeks=WEEKS - 1)
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    day = func.date(consents.c.created_at)
+    query = (
+        select(consents.c.action, day, func.count())
+        .where(consents.c.action.in_(list(WEEKLY_ACTIONS)), consents.c.created_at >= start)
+        .group_by(consents.c.action, day)
+    )
+    weeks = {
+        first + timedelta(weeks=i): dict.fromkeys(WEEKLY_ACTIONS.values(), 0) for i in range(WEEKS)
+    }
+    for action, on, n in conn.execute(query):
+        on = on if isinstance(on, date) else date.fromisoformat(str(on))
+        monday = on - timedelta(days=on.weekday())
+        if monday in weeks:
+            weeks[monday][WEEKLY_ACTIONS[action]] += int(n)
+    return [{"week": monday.isoformat(), **counts} for monday, counts in weeks.items()]
+
+
+def _queue(conn: Connection, now: datetime) -> dict[str, Any]:
+    """What waits and what went wrong: due now, scheduled later, in flight, failed."""
+    queued = outbox.c.status == OutboxStatus.QUEUED
+    due = conn.execute(select(func.count()).where(queued, outbox.c.due_at <= now)).scalar_one()
+    later = conn.execute(select(func.count()).where(queued, outbox.c.due_at > now)).scalar_one()
+    in_flight = (
+        select(outbox.c.status, func.count())
+        .where(outbox.c.status.in_([OutboxStatus.SENDING, OutboxStatus.UNKNOWN]))
+        .group_by(outbox.c.status)
+    )
+    flight: dict[str, int] = {str(status): int(n) for status, n in conn.execute(in_flight)}
+    reasons = conn.execute(
+        select(outbox.c.error, func.count())
+        .where(outbox.c.status == OutboxStatus.FAILED, outbox.c.updated_at >= now - FAILED_WINDOW)
+        .group_by(outbox.c.error)
+    )
+    grouped: Counter[str] = Counter()
+    for error, n in reasons:
+        grouped[reason_text(error)] += int(n)
+    return {
+        "due": int(due),
+        "scheduled": int(later),
+        "sending": int(flight.get(OutboxStatus.SENDING, 0)),
+        "unknown": int(flight.get(OutboxStatus.UNKNOWN, 0)),
+        "failed": sum(grouped.values()),
+        "failed_reasons": [{"reason": r, "count": n} for r, n in grouped.most_common(8)],
+    }
 
 
 def sends_by_state(conn: Connection) -> dict[str, int]:
+    """Live outbox rows by status (the ``nurture_outbox_rows`` gauge)."""
     query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
-    return dict(conn.execute(query).all())
+    return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def reason_text(error: str | None) -> str:
+    """A failure reason safe to show: addresses masked, at most 120 characters."""
+    text = _ADDRESS.sub("(an address)", error or "no reason recorded").strip()
+    return text if len(text) <= 120 else text[:119] + "…"

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, select, update
+from sqlalchemy import Connection, Row, and_, delete, func, select, update
 
-from nurture.store.schema import subscribers
+from nurture.store import folding
+from nurture.store.schema import consents, enrolments, subscribers
 from nurture.store.upsert import insert_ignore
 
 
@@ -84,7 +85,12 @@ def change(conn: Connection, subscriber_id: int, **values: Any) -> None:
 
 
 def remove(conn: Connection, subscriber_id: int) -> None:
-    """Deletes the row: enrolments go with it; outbox rows and consents keep a NULL id."""
+    """Deletes the row: enrolments go with it; outbox rows and consents keep a NULL id.
+
+    The sequences the person left are folded into counts first, so the funnel's
+    "stopped after" numbers survive the erasure (:func:`folding.fold_stops`).
+    """
+    folding.fold_stops(conn, subscriber_id)
     conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
 
 
@@ -94,3 +100,43 @@ def stream_all(conn: Connection, *, chunk: int = 1000) -> Iterator[Row[Any]]:
         select(subscribers).order_by(subscribers.c.id)
     )
     yield from result
+
+
+def stream_for_export(conn: Connection, *, chunk: int = 1000) -> Iterator[Row[Any]]:
+    """Every subscriber in id order with what an export needs beside the row itself.
+
+    ``consent_action``, ``consent_channel``, ``consent_form_url``, ``consent_detail``
+    and ``consent_at``: the first record of the consent they gave (``opt_in`` or
+    ``import``), ``None`` when there is none; ``sequence_status`` and
+    ``sequence_next_step``: their enrolment in ``source_campaign``, if any.
+    """
+    given = consents.alias("given")
+    first = (
+        select(func.min(given.c.id))
+        .where(given.c.subscriber_id == subscribers.c.id, given.c.action.in_(("opt_in", "import")))
+        .correlate(subscribers)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            subscribers,
+            consents.c.action.label("consent_action"),
+            consents.c.channel.label("consent_channel"),
+            consents.c.form_url.label("consent_form_url"),
+            consents.c.detail.label("consent_detail"),
+            consents.c.created_at.label("consent_at"),
+            enrolments.c.status.label("sequence_status"),
+            enrolments.c.next_step.label("sequence_next_step"),
+        )
+        .select_from(
+            subscribers.outerjoin(consents, consents.c.id == first).outerjoin(
+                enrolments,
+                and_(
+                    enrolments.c.subscriber_id == subscribers.c.id,
+                    enrolments.c.campaign == subscribers.c.source_campaign,
+                ),
+            )
+        )
+        .order_by(subscribers.c.id)
+    )
+    yield from conn.execution_options(stream_results=True, yield_per=chunk).execute(query)

@@ -232,7 +232,12 @@ class Subscriptions(OptingOut):
         void = last is not None and not _confirmation_current(row, None)
         if last is not None and not void and now - last < CONFIRMATION_INTERVAL:
             return None
-        recent = confirmation_ops.queued_since(conn, row.id, now - CONFIRMATION_WINDOW)
+        # Never sent one (every confirmation is queued here, and stamps the row): no count.
+        recent = (
+            0
+            if last is None
+            else confirmation_ops.queued_since(conn, row.id, now - CONFIRMATION_WINDOW)
+        )
         if recent >= CONFIRMATIONS_PER_WINDOW:
             log.info("confirmation cap reached", extra={"action": "confirmation_capped"})
             return None

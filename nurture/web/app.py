@@ -17,10 +17,24 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nurture import metrics
+from nurture.mail.links import LinkIds
 from nurture.runtime.services import Services
-from nurture.web import devmail, errors, ops, preview, subscriber, webhooks
+from nurture.web import (
+    api,
+    archive,
+    devmail,
+    errors,
+    links,
+    ops,
+    preview,
+    subscriber,
+    webhooks,
+)
+from nurture.web.access import AccessLogMiddleware
 from nurture.web.pages import Pages
 from nurture.web.ratelimit import FailureLock
+from nurture.web.studio import dashboard
+from nurture.web.studio import routes as studio_routes
 
 #: Sent with every answer unless a route set its own. Links in emails carry tokens in
 #: their path, so no page may pass its URL on as a Referer.
@@ -45,12 +59,18 @@ def create_app(services: Services) -> Starlette:
         *preview.routes(),
         *devmail.routes(services),
         *webhooks.routes(services),
+        *links.routes(),
+        *archive.routes(),
+        *dashboard.routes(),
+        *studio_routes(),
+        *api.routes(),
     ]
     app = Starlette(
         debug=False,
         routes=routes,
         # Outermost first: the 500 page made by the catch-all gets the headers too.
         middleware=[
+            *access_log(services, pages),
             Middleware(SecurityHeadersMiddleware, base_url=services.settings.base_url),
             Middleware(errors.CatchAllMiddleware),
         ],
@@ -61,8 +81,17 @@ def create_app(services: Services) -> Starlette:
     )
     app.state.services = services
     app.state.pages = pages
+    # Always, even with LINK_COUNTS off: links in mail already sent keep working.
+    app.state.link_ids = LinkIds(services.settings.secret_key_values(), services.settings.base_url)
     app.state.login_failures = FailureLock()  # shared by every login form of this app
     return app
+
+
+def access_log(services: Services, pages: Pages) -> list[Middleware]:
+    """The access log's middleware when ``ACCESS_LOG`` is on (outermost: it sees the 500s)."""
+    if not services.settings.access_log:
+        return []
+    return [Middleware(AccessLogMiddleware, trusted=pages.trusted)]
 
 
 class SecurityHeadersMiddleware:
@@ -90,7 +119,7 @@ class SecurityHeadersMiddleware:
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
                 location = headers.get("location")
-                if location and urlsplit(location).netloc:
+                if location and urlsplit(location).netloc and not scope.get(links.OFFSITE):
                     target = urlsplit(location)._replace(scheme=self.scheme, netloc=self.netloc)
                     headers["location"] = urlunsplit(target)
             await send(message)

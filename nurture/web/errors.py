@@ -52,7 +52,7 @@ body {{ font-family: Georgia, "Times New Roman", serif; color: #2f2f2f; backgrou
   margin: 0; padding: 3rem 1.25rem; line-height: 1.6; }}
 main {{ max-width: 32rem; margin: 0 auto; }}
 h1 {{ font-weight: normal; font-size: 1.6rem; }}
-p.code {{ color: #8a8a8a; font-size: 0.9rem; }}
+p.code {{ color: #5f5f5f; font-size: 0.9rem; }}
 </style>
 </head>
 <body>

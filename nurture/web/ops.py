@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nurture import metrics
+from nurture.runtime import reload
 from nurture.runtime.services import Services
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ def healthz(request: Request) -> Response:
     services: Services = request.app.state.services
     healthy, detail = services.health.status()
     body = {"status": "ok" if healthy else "unhealthy", **detail}
+    # A broken edit keeps the last good campaigns in service: healthy, but say so.
+    body["campaigns"] = reload.status(services)
     return JSONResponse(body, 200 if healthy else 503, headers=_NO_STORE)
 
 

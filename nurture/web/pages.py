@@ -20,7 +20,8 @@ from starlette.responses import JSONResponse, Response
 
 from nurture.exceptions import TokenError, TokenExpired
 from nurture.runtime.services import Services
-from nurture.web.ratelimit import SlidingWindow, client_ip, parse_networks
+from nurture.web.ratelimit import client_ip, parse_networks
+from nurture.web.shared_limit import sign_up_limiter
 from nurture.web.templating import get_templates
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,8 @@ class Pages:
         self.services = services
         self.templates = get_templates(settings)
         self.trusted = parse_networks(settings.trusted_proxies)
-        self.limiter = SlidingWindow(
-            settings.subscribe_rate_limit, settings.subscribe_rate_window_seconds
-        )
+        # Shared by every process on PostgreSQL; in memory on SQLite.
+        self.limiter = sign_up_limiter(settings, services.engine, services.clock)
         # Our own constant: it must not be HTML-escaped inside <script>.
         self.script = Markup(TZ_SCRIPT)
         self.campaigns = [

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from nurture.exceptions import SubscriptionError, TokenError
 from nurture.store.statuses import SubscriberStatus
 from nurture.subscriptions import preferences as prefs
-from nurture.web import forms
+from nurture.web import forms, trial
 from nurture.web.pages import Pages, send_now_task
 
 NOTICES = {
@@ -63,6 +63,8 @@ async def preferences_get(request: Request) -> Response:
     """``GET /preferences/{token}``: the page; changes nothing."""
     pages = Pages.of(request)
     token = request.path_params["token"]
+    if trial.is_trial(pages, _PURPOSE, token):
+        return trial.preferences(pages, request, posted=False)
     try:
         view = await run_in_threadpool(
             pages.services.subscriptions.preferences, token, now=pages.now()
@@ -83,6 +85,8 @@ async def preferences_post(request: Request) -> Response:
         fields, _ = await forms.read_fields(request, allow_json=False)
     except forms.BadInput as exc:
         return pages.error(request, exc.status, exc.message)
+    if trial.is_trial(pages, _PURPOSE, token):
+        return trial.preferences(pages, request, posted=True)
     try:
         pages.services.tokens.read(_PURPOSE, token, now=pages.now())
     except TokenError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from markupsafe import Markup
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,11 +18,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nurture.exceptions import SubscriptionError
+from nurture.settings import Settings
 from nurture.subscriptions import SignUpRequest
 from nurture.subscriptions.validation import clean_first_name, clean_form_url, clean_user_agent
 from nurture.web import forms
-from nurture.web.pages import PAGE_HEADERS, Pages, send_now_task
+from nurture.web.pages import PAGE_HEADERS, TZ_SCRIPT, Pages, send_now_task
 from nurture.web.ratelimit import rate_key
+from nurture.web.templating import get_templates
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +59,36 @@ async def subscribe_form(request: Request) -> Response:
     return pages.render(request, "subscribe.html", form_context(pages, slug))
 
 
+def signup_snippet(settings: Settings, slug: str, name: str) -> str:
+    """The embeddable sign-up form of campaign ``slug`` (called ``name``), as HTML.
+
+    What ``GET /subscribe/{campaign}/snippet`` answers; ``nurture new-campaign`` prints
+    it for a campaign not yet in service.
+    """
+    context = {
+        "campaign": slug,
+        "campaign_name": name,
+        "consent_wording": settings.consent_wording,
+        "consent_version": settings.consent_version,
+        "action": f"{settings.base_url}/subscribe",
+        "form_url": "",
+        "error": None,
+        "error_field": None,
+        "first_name": None,
+        # Our own constant: it must not be HTML-escaped inside <script>.
+        "tz_script": Markup(TZ_SCRIPT),
+    }
+    return get_templates(settings).get_template("snippet.html").render(context)
+
+
 async def subscribe_snippet(request: Request) -> Response:
     """``GET /subscribe/{campaign}/snippet``: the form's HTML, to paste into another site."""
     pages = Pages.of(request)
     slug = request.path_params["campaign"]
     if slug not in pages.services.catalogue.campaigns:
         return pages.error(request, 404, _NO_FORM)
-    action = f"{pages.services.settings.base_url}/subscribe"
-    context = form_context(pages, slug, action=action, form_url="")
-    html = pages.templates.get_template("snippet.html").render(
-        {"tz_script": pages.script, **context}
-    )
+    name = pages.services.catalogue.campaigns[slug].name
+    html = signup_snippet(pages.services.settings, slug, name)
     return PlainTextResponse(html, headers=PAGE_HEADERS)
 
 
@@ -77,7 +99,7 @@ async def subscribe(request: Request) -> Response:
         "accept", ""
     )
     ip = pages.client_ip(request)
-    retry = pages.limiter.hit(rate_key(ip))
+    retry = await run_in_threadpool(pages.limiter.hit, rate_key(ip))  # on PostgreSQL: a query
     if retry is not None:
         return pages.error(request, 429, _TOO_MANY, as_json=as_json, retry_after=retry)
     try:

@@ -15,7 +15,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nurture.exceptions import TokenError, TokenExpired
-from nurture.web import forms
+from nurture.web import forms, trial
 from nurture.web.pages import PAGE_HEADERS, Pages, send_now_task
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
@@ -34,6 +34,8 @@ async def unsubscribe_page(request: Request) -> Response:
         return pages.invalid_link(request, _PURPOSE, exc)
     preferences_token = tokens.make("preferences", public_id, now=pages.now())
     context = {"preferences_url": f"/preferences/{preferences_token}"}
+    if public_id == trial.TRIAL_PUBLIC_ID:
+        context["trial_note"] = trial.NOTE
     return pages.render(request, "unsubscribe.html", context)
 
 
@@ -45,6 +47,8 @@ async def unsubscribe(request: Request) -> Response:
     # that a strict parser would refuse must still stop the mail.
     one_click, own_form = await unsubscribe_kind(request)
     channel = "one_click" if one_click else "link"
+    if trial.is_trial(pages, _PURPOSE, token):
+        return trial.unsubscribed(pages, request, token, own_form=own_form)
     try:
         await run_in_threadpool(
             pages.services.subscriptions.unsubscribe, token, channel=channel, now=pages.now()
@@ -66,6 +70,8 @@ async def undo(request: Request) -> Response:
     """``POST /unsubscribe/{token}/undo``: asks to confirm the address again."""
     pages = Pages.of(request)
     token = request.path_params["token"]
+    if trial.is_trial(pages, _PURPOSE, token):
+        return pages.render(request, "resubscribe.html", {"trial_note": trial.NOTE})
     try:
         await forms.read_fields(request, allow_json=False)
         outbox_id = await run_in_threadpool(

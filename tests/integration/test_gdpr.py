@@ -22,7 +22,7 @@ from nurture.store.schema import (
     suppressions,
     webhook_events,
 )
-from nurture.subscriptions import Subscriptions, export, gdpr
+from nurture.subscriptions import Subscriptions, export, gdpr, importing
 from tests.helpers import (
     CAMPAIGN,
     T0,
@@ -163,7 +163,7 @@ def test_import_refuses_rows_without_consent_and_lists_them(
             ",,,,,,",
         ],
     )
-    monkeypatch.setattr(gdpr, "BATCH", 2)  # several batches, duplicates across them
+    monkeypatch.setattr(importing, "BATCH", 2)  # several batches, duplicates across them
 
     report = gdpr.import_csv(engine, settings, path, T0, progress=True, campaigns={CAMPAIGN})
 
@@ -222,7 +222,7 @@ def test_export_streams_every_subscriber(service: Subscriptions, engine: Engine)
         "confirmed",
         "yes",
     )
-    assert jane["source_campaign"] == CAMPAIGN and jane["confirmed_at"].startswith("2026-03-02")
+    assert jane["campaign"] == CAMPAIGN and jane["confirmed_at"].startswith("2026-03-02")
     assert mal["first_name"] == "'=HYPERLINK(1)" and mal["confirmed_at"] == ""
 
 
@@ -244,7 +244,7 @@ def test_export_neutralises_every_text_cell(service: Subscriptions, engine: Engi
     exported = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [row["email"] for row in exported] == ["'" + e.lower() for e in formulas]
     first = exported[0]
-    assert (first["timezone"], first["source_campaign"], first["first_name"]) == (
+    assert (first["timezone"], first["campaign"], first["first_name"]) == (
         "'\t=1+1",
         "'@SUM(A1)",
         "'\uff1dcmd",

@@ -139,3 +139,21 @@ def test_a_step_inserted_before_the_reader_is_skipped_one_after_comes_next(
     assert before.slug not in sent, "never mailed by surprise"
     assert sent == [*original[:3], after.slug, *original[3:]]
     assert len(sent) == len(set(sent))
+
+
+def test_readers_who_join_before_any_step_is_published_get_the_first_one(
+    settings: Settings, engine: Engine
+) -> None:
+    clock = FakeClock(MONDAY)
+    services = services_for(settings, engine, clock, FakeProvider())
+    everything = campaign(services).steps
+    drafted = tuple(dataclasses.replace(s, draft=True) for s in everything)
+    change(services, steps=(), drafts=drafted)  # a scaffold: every step still a draft
+    subscribe_and_confirm(services, clock, READER, SLUG, timezone="Europe/London")
+    run(services, clock, days=3)
+    assert steps_sent(services) == []
+    assert enrolment_status(engine) == "held"
+    change(services, steps=everything, drafts=())  # published
+    run(services, clock, days=60)
+    assert steps_sent(services) == [s.slug for s in everything]
+    assert enrolment_status(engine) == "completed"

@@ -12,6 +12,7 @@ from jinja2.exceptions import SecurityError
 
 from nurture.campaigns import NEWSLETTERS, Catalogue, load_catalogue
 from nurture.exceptions import CampaignError, RenderError
+from nurture.mail.links import Link, LinkIds
 from nurture.mail.messages import Batch, Recipient, Sender
 from nurture.mail.recipients import first_name_value
 from nurture.rendering import Renderer, compiler, markdown
@@ -131,7 +132,10 @@ def test_compiled_step(renderer: Renderer, settings: Settings, catalogue: Catalo
     why = "signed up for these letters after reading an article on www.example-practice.com"
     assert why in _flat(content.text) and why in _flat(content.html)
     assert "not medical advice" in _flat(content.text) and "not medical advice" in content.html
-    assert catalogue.campaigns[CAMPAIGN].article_url in content.text
+    # LINK_COUNTS (on by default): the article link goes through /l/, naming the link only
+    ids = LinkIds(settings.secret_key_values(), settings.base_url)
+    wrapped = ids.url(Link(CAMPAIGN, step.slug, catalogue.campaigns[CAMPAIGN].article_url))
+    assert wrapped in content.text and wrapped in content.html
     assert "<img" not in content.html  # no tracking pixel
     html, text = content.personalise(_values(first_name="Sam & <Jo>"))
     assert "Hi Sam &amp; &lt;Jo&gt;," in html

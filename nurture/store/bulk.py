@@ -1,0 +1,68 @@
+"""Set-based inserts of a batch of rows: one statement and a handful of parameters.
+
+A thousand rows through SQLAlchemy's ``executemany`` become one ``VALUES`` list of
+thousands of parameters, which psycopg parses afresh every time (its query cache only
+keeps short queries) and SQLAlchemy converts value by value. Here the rows travel as
+one parameter per column: arrays read by ``unnest`` on PostgreSQL, one JSON array read
+by ``json_each`` on SQLite. Values are converted by the columns' own types first, so
+what is stored is exactly what a Core insert would store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Column, Connection, Table, bindparam, text
+
+
+def insert_ignore_returning(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    constants: Mapping[str, Any],
+    returning: Sequence[str],
+) -> list[Any]:
+    """Inserts ``rows`` (``columns`` from each row, ``constants`` the same for all),
+    skipping any that violates a unique constraint; returns the ``returning`` columns
+    of the rows really inserted."""
+    if not rows:
+        return []
+    cols = [table.c[name] for name in columns]
+    lists = [_bound(conn, col, [row.get(col.name) for row in rows]) for col in cols]
+    names = [*columns, *constants]
+    consts = "".join(f", :k_{name}" for name in constants)
+    target = f"INSERT INTO {table.name} ({', '.join(names)}) "
+    tail = f" ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
+    params: dict[str, Any] = {}
+    if conn.dialect.name == "postgresql":
+        casts = ", ".join(f"CAST(:c{i} AS {_pg_array(conn, col)})" for i, col in enumerate(cols))
+        alias = ", ".join(f"v{i}" for i in range(len(cols)))
+        source = f"SELECT {alias}{consts} FROM unnest({casts}) AS r({alias})"
+        params.update({f"c{i}": values for i, values in enumerate(lists)})
+    else:
+        picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(cols)))
+        # "WHERE true": SQLite's parser needs it before an upsert clause after a SELECT.
+        source = f"SELECT {picks}{consts} FROM json_each(:rows) WHERE true"
+        params["rows"] = json.dumps([list(values) for values in zip(*lists, strict=True)])
+    statement = text(target + source + tail).bindparams(
+        *(bindparam(f"k_{name}", type_=table.c[name].type) for name in constants)
+    )
+    params.update({f"k_{name}": value for name, value in constants.items()})
+    return list(conn.execute(statement, params).all())
+
+
+def _bound(conn: Connection, column: Column[Any], values: list[Any]) -> list[Any]:
+    """``values`` as the driver receives them for ``column`` (enums as their values)."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    values = [str(v) if isinstance(v, str) else v for v in values]  # StrEnum -> str
+    return [process(v) for v in values] if process is not None else values
+
+
+def _pg_array(conn: Connection, column: Column[Any]) -> str:
+    """The column's type as a PostgreSQL array, lengths dropped: a value too long for
+    the column is refused by the insert, as a Core insert's would be, not cut short."""
+    return re.sub(r"\(\d+\)", "", column.type.compile(dialect=conn.dialect)) + "[]"
