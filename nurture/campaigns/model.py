@@ -76,6 +76,17 @@ class Campaign:
     #: Events that end the sequence for a reader (``booked``).
     stop_when: frozenset[str] = field(default=frozenset())
 
+    def position_after(self, last_step: str | None, had: int) -> int:
+        """Where a reader goes next: just after the last step they were sent, found by
+        name, so steps removed or inserted before it move nobody back or forward (an
+        inserted one is skipped: it was never theirs to get). Without that step in the
+        list (none sent yet, or it was removed) their count of steps had decides."""
+        if last_step is not None:
+            for index, step in enumerate(self.steps):
+                if step.slug == last_step:
+                    return index + 1
+        return had
+
     def outline(self) -> tuple[Step, ...]:
         """Every step, drafts included, in the order of ``campaign.yaml``."""
         by_slug = {s.slug: s for s in (*self.steps, *self.drafts)}

@@ -71,6 +71,7 @@ def moved_on(conn: Connection, catalogue: Catalogue, rows: Iterable[SentRow], at
             sent_at=at,
             next_due=sequencing.next_step_due(at, [s.delay for s in campaign.steps], index + 1),
             finished=EnrolmentStatus.HELD if campaign.hold else EnrolmentStatus.COMPLETED,
+            step=step,
         )
 
 

@@ -55,11 +55,12 @@ def decide(enrolment: Any, catalogue: Catalogue, settings: Settings) -> dict[str
         # The therapist removed the campaign folder: the sequence ends here.
         log.warning("enrolment in unknown campaign", extra={"campaign": enrolment.campaign})
         return STOP
-    if enrolment.next_step >= len(campaign.steps):
+    position = campaign.position_after(enrolment.last_step, enrolment.next_step)
+    if position >= len(campaign.steps):
         # Evergreen: the reader stays, for the steps the therapist adds later. A reader
         # who signed up before any step was published waits for the first one too.
         return HOLD if campaign.hold or not campaign.steps else COMPLETE
-    step = campaign.steps[enrolment.next_step]
+    step = campaign.steps[position]
     due_at = sequencing.send_time(
         enrolment.next_due_at,
         zone=sequencing.zone_for(enrolment.timezone, settings.zone),
@@ -131,11 +132,13 @@ def _wake_held(engine: Engine, catalogue: Catalogue, *, now: datetime) -> None:
         with engine.begin() as conn:
             if not campaign.hold:
                 enrolment_ops.release_held(conn, campaign.slug, now=now, after_first=True)
-            for position in enrolment_ops.held_positions(
-                conn, campaign.slug, below=len(campaign.steps)
-            ):
-                due = now + campaign.steps[position].delay
-                enrolment_ops.wake(conn, campaign.slug, position=position, due=due, now=now)
+            for place in enrolment_ops.held_places(conn, campaign.slug):
+                position = campaign.position_after(*place)
+                if position < len(campaign.steps):
+                    due = now + campaign.steps[position].delay
+                    enrolment_ops.wake(
+                        conn, campaign.slug, place=place, position=position, due=due, now=now
+                    )
         checked[campaign.slug] = state
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
+from nurture.store import bulk
 from nurture.store.schema import enrolments, subscribers
 from nurture.store.statuses import EnrolmentStatus, SubscriberStatus
 from nurture.store.upsert import insert_ignore, insert_ignored
@@ -27,6 +28,7 @@ def due_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any
             enrolments.c.subscriber_id,
             enrolments.c.campaign,
             enrolments.c.next_step,
+            enrolments.c.last_step,
             enrolments.c.next_due_at,
             subscribers.c.timezone,
             subscribers.c.paused_until,
@@ -50,7 +52,7 @@ def mark_planned(conn: Connection, ids: Sequence[int], *, now: datetime) -> None
     if ids:
         conn.execute(
             update(enrolments)
-            .where(enrolments.c.id.in_(ids))
+            .where(bulk.among(conn, enrolments.c.id, ids))
             .values(next_due_at=None, updated_at=now)
         )
 
@@ -73,6 +75,7 @@ def advance(
     sent_at: datetime,
     next_due: datetime | None,
     finished: str = EnrolmentStatus.COMPLETED,
+    step: str | None = None,
 ) -> int:
     """After step ``step_index`` was sent (or skipped): point at the next step, or end
     with status ``finished`` (``held`` for an evergreen sequence).
@@ -86,6 +89,7 @@ def advance(
         return 0
     values: dict[str, Any] = {
         "next_step": step_index + 1,
+        "last_step": step,
         "next_due_at": next_due,
         "last_sent_at": sent_at,
         "updated_at": sent_at,
@@ -140,31 +144,42 @@ def replan(
 # Evergreen sequences ---------------------------------------------------------------
 
 
-def held_positions(conn: Connection, campaign: str, *, below: int) -> list[int]:
-    """The positions (``next_step``) of held readers that a step now waits at."""
-    return list(
-        conn.execute(
-            select(enrolments.c.next_step)
-            .where(
-                enrolments.c.campaign == campaign,
-                enrolments.c.status == EnrolmentStatus.HELD,
-                enrolments.c.next_step < below,
-            )
-            .distinct()
-        ).scalars()
+def held_places(conn: Connection, campaign: str) -> list[tuple[str | None, int]]:
+    """Where the held readers of a sequence are: distinct (last step sent, steps had)."""
+    query = (
+        select(enrolments.c.last_step, enrolments.c.next_step)
+        .where(enrolments.c.campaign == campaign, enrolments.c.status == EnrolmentStatus.HELD)
+        .distinct()
     )
+    return [(r.last_step, int(r.next_step)) for r in conn.execute(query)]
 
 
-def wake(conn: Connection, campaign: str, *, position: int, due: datetime, now: datetime) -> int:
-    """Held readers at ``position`` become active again, their next step due at ``due``."""
+def wake(
+    conn: Connection,
+    campaign: str,
+    *,
+    place: tuple[str | None, int],
+    position: int,
+    due: datetime,
+    now: datetime,
+) -> int:
+    """Held readers at ``place`` become active again: their next step is the one at
+    ``position`` of the current list, due at ``due``."""
+    last_step, had = place
+    same_step = (
+        enrolments.c.last_step.is_(None)
+        if last_step is None
+        else enrolments.c.last_step == last_step
+    )
     return conn.execute(
         update(enrolments)
         .where(
             enrolments.c.campaign == campaign,
             enrolments.c.status == EnrolmentStatus.HELD,
-            enrolments.c.next_step == position,
+            enrolments.c.next_step == had,
+            same_step,
         )
-        .values(status=EnrolmentStatus.ACTIVE, next_due_at=due, updated_at=now)
+        .values(status=EnrolmentStatus.ACTIVE, next_step=position, next_due_at=due, updated_at=now)
     ).rowcount
 
 

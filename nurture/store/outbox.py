@@ -17,38 +17,30 @@ what happened.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
-    and_,
-    any_,
     bindparam,
-    case,
     func,
-    literal_column,
     or_,
     select,
     text,
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from nurture.store import bulk
-from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, subscribers, webhook_events
+from nurture.store import outbox_sql as sql
+from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, webhook_events
 from nurture.store.statuses import OutboxStatus
 
 _QUEUED = text("outbox." + QUEUED_ROWS)
 #: What planning decides of a row; the rest starts the same for every row.
 _PLANNED = ("subscriber_id", "kind", "campaign", "step", "due_at", "expires_at")
 _IN_FLIGHT = text("outbox." + IN_FLIGHT_ROWS)
-# Literal, not an expanding IN: that is rendered afresh at every execution.
-_NOT_FINAL = text("outbox.status IN ('sending', 'unknown', 'queued')")
 
 
 class Claimed(NamedTuple):
@@ -130,36 +122,11 @@ def take(
     what it will send with :func:`start_sending` in the same transaction; rows it does
     not mark stay queued, untouched.
     """
-    query = (
-        select(
-            outbox.c.id,
-            outbox.c.subscriber_id,
-            outbox.c.kind,
-            outbox.c.campaign,
-            outbox.c.step,
-            outbox.c.attempts,
-            # Times compared here, not in Python: three fewer conversions per row, on
-            # the path every email of a million-recipient newsletter takes.
-            and_(outbox.c.expires_at.is_not(None), outbox.c.expires_at <= now),
-            subscribers.c.email,
-            subscribers.c.public_id,
-            subscribers.c.first_name,
-            subscribers.c.timezone,
-            subscribers.c.status,
-            case((subscribers.c.paused_until > now, subscribers.c.paused_until), else_=None),
-            subscribers.c.newsletters,
-            outbox.c.created_at <= now - give_up,
-        )
-        .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-        .where(_QUEUED, outbox.c.due_at <= now)
-        .order_by(outbox.c.due_at, outbox.c.id)
-        .limit(limit)
-    )
+    query = sql.take(conn.dialect.name, only_ids is not None)
+    params = {"now": now, "stale_before": now - give_up, "limit": limit}
     if only_ids is not None:
-        query = query.where(_among(conn, only_ids))
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=outbox)
-    return list(map(Claimed._make, conn.execute(query).all()))
+        params["ids"] = sql.ids(conn, only_ids)
+    return list(map(Claimed._make, conn.execute(query, params).all()))
 
 
 def start_sending(
@@ -171,28 +138,14 @@ def start_sending(
     ``sending`` row whose lease runs out, and it becomes ``unknown`` (never resent
     blindly). The token names this one batch for the statements that record it.
     """
-    if not ids:
-        return
-    values = {
-        "status": OutboxStatus.SENDING,
-        "worker": token,
-        "lease_until": now + lease,
-        "attempts": outbox.c.attempts + 1,
-        "updated_at": now,
-    }
-    conn.execute(update(outbox).where(_among(conn, ids), _QUEUED).values(values))
+    if ids:
+        params = {"ids": sql.ids(conn, ids), "token": token, "lease": now + lease, "now": now}
+        conn.execute(sql.start_sending(conn.dialect.name), params)
 
 
 def _among(conn: Connection, ids: Sequence[int]) -> Any:
-    """``outbox.id`` is one of ``ids``, passed as ONE parameter: an array on PostgreSQL,
-    a JSON list on SQLite. A thousand-item ``IN (...)`` costs more to compile than the
-    update costs to run."""
-    if conn.dialect.name == "postgresql":
-        return outbox.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
-    listed: Any = select(literal_column("value")).select_from(
-        func.json_each(bindparam("ids", json.dumps(list(ids))))
-    )
-    return outbox.c.id.in_(listed.scalar_subquery())
+    """``outbox.id`` is one of ``ids``, passed as one parameter (see :func:`bulk.among`)."""
+    return bulk.among(conn, outbox.c.id, ids)
 
 
 def mark_group_sent(
@@ -207,21 +160,8 @@ def mark_group_sent(
     """
     if not ids:
         return 0
-    return conn.execute(
-        update(outbox)
-        .where(
-            _among(conn, ids),
-            _NOT_FINAL,
-        )
-        .values(
-            status=OutboxStatus.SENT,
-            provider_message_id=message_id,
-            sent_at=now,
-            lease_until=None,
-            error=None,
-            updated_at=now,
-        )
-    ).rowcount
+    params = {"ids": sql.ids(conn, ids), "message_id": message_id, "now": now}
+    return conn.execute(sql.mark_group_sent(conn.dialect.name), params).rowcount
 
 
 def mark_sent(conn: Connection, message_ids: dict[int, str | None], *, now: datetime) -> int:

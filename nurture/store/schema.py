@@ -109,10 +109,13 @@ enrolments = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("campaign", String(100), nullable=False),
-    # active, completed, stopped
+    # active, completed, stopped, held
     Column("status", String(16), nullable=False),
-    # Position in the campaign's step list of the next step to plan.
+    # Position in the campaign's step list of the next step to plan (how many steps the
+    # reader has had); ``last_step`` anchors it when the list changes.
     Column("next_step", Integer, nullable=False, server_default=text("0")),
+    # The slug of the last step sent (or given up): the reader's place, by name.
+    Column("last_step", String(150)),
     # When that step becomes due (before the send window is applied); NULL while a
     # planned step waits in the outbox, or when the enrolment is over.
     Column("next_due_at", UTCDateTime),

@@ -369,11 +369,12 @@ class Subscriptions(OptingOut):
         sent = row.confirmation_sent_at
         if current.status != EnrolmentStatus.STOPPED or sent is None or current.updated_at > sent:
             return False
-        if current.next_step >= len(campaign.steps):
+        position = campaign.position_after(current.last_step, current.next_step)
+        if position >= len(campaign.steps):
             finished = EnrolmentStatus.HELD if campaign.hold else EnrolmentStatus.COMPLETED
             enrolment_ops.set_enrolment(conn, current.id, status=finished, updated_at=now)
             return False
-        step = campaign.steps[current.next_step].slug
+        step = campaign.steps[position].slug
         revived = mail_ops.requeue_cancelled(
             conn, row.id, campaign=campaign.slug, step=step, now=now
         )

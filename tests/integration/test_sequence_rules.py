@@ -157,3 +157,18 @@ def test_readers_who_join_before_any_step_is_published_get_the_first_one(
     run(services, clock, days=60)
     assert steps_sent(services) == [s.slug for s in everything]
     assert enrolment_status(engine) == "completed"
+
+
+def test_a_step_removed_before_the_reader_moves_nobody_back_or_forward(
+    settings: Settings, engine: Engine
+) -> None:
+    services, clock = start(settings, engine, MONDAY)
+    original = [s.slug for s in campaign(services).steps]
+    while len(steps_sent(services)) < 3:
+        run(services, clock, days=1)
+    run(services, clock, days=0)
+    steps = campaign(services).steps
+    change(services, steps=steps[1:])  # the first email, long since sent, is removed
+    run(services, clock, days=60)
+    sent = steps_sent(services)
+    assert sent == original, "no email skipped, none twice"

@@ -1,0 +1,122 @@
+"""The outbox statements every batch runs, built once per dialect.
+
+Building a Core statement and computing its cache key costs more than SQLite takes to
+run it for the single row of a sign-up's confirmation, so the statements of taking,
+marking ``sending`` and marking ``sent`` are built once, with every value a parameter:
+``ids`` (see :func:`ids`), ``now`` and their own.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from nurture.store.schema import QUEUED_ROWS, outbox, subscribers
+from nurture.store.statuses import OutboxStatus
+
+_QUEUED = text("outbox." + QUEUED_ROWS)
+# Literal, not an expanding IN: that is rendered afresh at every execution.
+_NOT_FINAL = text("outbox.status IN ('sending', 'unknown', 'queued')")
+_NOW = bindparam("now", type_=outbox.c.due_at.type)
+
+
+def ids(conn: Connection, values: Sequence[int]) -> Any:
+    """The ``ids`` parameter: an array on PostgreSQL, a JSON list on SQLite."""
+    return list(values) if conn.dialect.name == "postgresql" else json.dumps(list(values))
+
+
+def _among_ids(dialect: str) -> Any:
+    """``outbox.id`` is one of parameter ``ids`` (one parameter, however many ids)."""
+    if dialect == "postgresql":
+        return outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    each = func.json_each(bindparam("ids", type_=String))
+    return outbox.c.id.in_(select(literal_column("value")).select_from(each).scalar_subquery())
+
+
+@functools.cache
+def take(dialect: str, only: bool) -> Any:
+    """Due rows with their subscriber; parameters ``now``, ``stale_before``, ``limit``
+    (and ``ids`` when ``only``)."""
+    stale_before = bindparam("stale_before", type_=outbox.c.created_at.type)
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.subscriber_id,
+            outbox.c.kind,
+            outbox.c.campaign,
+            outbox.c.step,
+            outbox.c.attempts,
+            # Times compared here, not in Python: three fewer conversions per row, on
+            # the path every email of a million-recipient newsletter takes.
+            and_(outbox.c.expires_at.is_not(None), outbox.c.expires_at <= _NOW),
+            subscribers.c.email,
+            subscribers.c.public_id,
+            subscribers.c.first_name,
+            subscribers.c.timezone,
+            subscribers.c.status,
+            case((subscribers.c.paused_until > _NOW, subscribers.c.paused_until), else_=None),
+            subscribers.c.newsletters,
+            outbox.c.created_at <= stale_before,
+        )
+        .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
+        .where(_QUEUED, outbox.c.due_at <= _NOW)
+        .order_by(outbox.c.due_at, outbox.c.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    if only:
+        query = query.where(_among_ids(dialect))
+    if dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=outbox)
+    return query
+
+
+@functools.cache
+def start_sending(dialect: str) -> Any:
+    """Rows taken are ``sending``; parameters ``ids``, ``token``, ``lease``, ``now``."""
+    return (
+        update(outbox)
+        .where(_among_ids(dialect), _QUEUED)
+        .values(
+            status=OutboxStatus.SENDING,
+            worker=bindparam("token", type_=outbox.c.worker.type),
+            lease_until=bindparam("lease", type_=outbox.c.lease_until.type),
+            attempts=outbox.c.attempts + 1,
+            updated_at=_NOW,
+        )
+    )
+
+
+@functools.cache
+def mark_group_sent(dialect: str) -> Any:
+    """Rows not final yet are ``sent``; parameters ``ids``, ``message_id``, ``now``."""
+    return (
+        update(outbox)
+        .where(_among_ids(dialect), _NOT_FINAL)
+        .values(
+            status=OutboxStatus.SENT,
+            provider_message_id=bindparam("message_id", type_=outbox.c.provider_message_id.type),
+            sent_at=_NOW,
+            lease_until=None,
+            error=None,
+            updated_at=_NOW,
+        )
+    )
