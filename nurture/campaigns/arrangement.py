@@ -80,7 +80,10 @@ def _replay(
 ) -> tuple[str | None, tuple[str, ...], tuple[str, ...], str | None]:
     """(queued email still sent, upcoming, missed, cancelled queued email) for one reader."""
     sent = set(old[:had])
-    position = had
+    # Planning finds a reader's place by the last step sent, by name (see
+    # ``Campaign.position_after``): the same rule here.
+    last = old[had - 1] if 0 < had <= len(old) else None
+    position = list(new).index(last) + 1 if last in new else had
     first, cancelled = None, None
     if waiting is not None:
         if waiting in new:

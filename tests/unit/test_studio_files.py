@@ -155,3 +155,13 @@ def test_the_source_reloads_good_edits_and_keeps_the_last_good_one(files: Settin
     path.write_text(text)
     assert source.refresh() is not None
     assert source.state.broken_since is None
+
+
+def test_removing_a_step_before_readers_makes_them_miss_nothing() -> None:
+    from nurture.campaigns.arrangement import effects
+
+    old, new = ["a", "b", "c", "d"], ["b", "c", "d"]
+    # Two readers had a and b; nothing queued. Their place is b, by name: c comes next.
+    found = effects(old, new, {2: 2}, {})
+    assert all(e.missed == () for e in found)
+    assert all(e.upcoming == ("c", "d") for e in found)
