@@ -83,7 +83,7 @@ def _replay(
     # Planning finds a reader's place by the last step sent, by name (see
     # ``Campaign.position_after``): the same rule here.
     last = old[had - 1] if 0 < had <= len(old) else None
-    position = list(new).index(last) + 1 if last in new else had
+    position = list(new).index(last) + 1 if last is not None and last in new else had
     first, cancelled = None, None
     if waiting is not None:
         if waiting in new:

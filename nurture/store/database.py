@@ -100,7 +100,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # is a sequential scan of the outbox, where the custom plan is an index lookup.
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("prepare_threshold", None)
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _timeouts(dbapi_conn: Any, _record: Any) -> None:
+        # A process frozen (or half-dead) inside a transaction would hold its row locks
+        # for ever, and every other dispatcher and planner would wait on it. Its session
+        # ends after a minute idle in a transaction: its work rolls back (nothing it
+        # had not committed counted anyway) and the locks are free. Our transactions do
+        # no waiting of their own: the provider request happens outside them.
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+        dbapi_conn.commit()
+
+    return engine
+
+
+#: How long a PostgreSQL session may sit idle inside a transaction (milliseconds).
+IDLE_IN_TRANSACTION_MS = 60_000
 
 
 @contextmanager
