@@ -35,12 +35,15 @@ def render(data: dict[str, Any]) -> str:
     for slug, campaign in data["campaigns"].items():
         out += ["", f"Sequence {slug}"]
         steps = [
-            (f"{i}. {s['step']}", s["sent"], s["stopped_after"], s["clicks"])
+            (f"{i}. {s['step']}", s["sent"], s["stopped_after"], s["clicks"], s["booked_after"])
             for i, s in enumerate(campaign["steps"], 1)
         ]
-        out.append(table(["step", "reached (sent)", "stopped after", "link clicks"], steps))
+        headers = ["step", "reached (sent)", "stopped after", "link clicks", "booked after"]
+        out.append(table(headers, steps))
         if campaign["stopped_before_first"]:
             out.append(f"  left before the first email: {campaign['stopped_before_first']}")
+        if campaign["booked_before_first"]:
+            out.append(f"  booked before the first email: {campaign['booked_before_first']}")
     if data["newsletters"]:
         out += ["", "Newsletters"]
         letters = [

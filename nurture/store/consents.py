@@ -2,10 +2,10 @@
 
 A record says who (``subscriber_id``), what (``action``: opt_in, confirm, withdraw,
 preferences, import, erase, resubscribe), through which ``channel`` (form, json, link,
-one_click, webhook, mailto, preferences, import, cli), when, and under which consent
-wording and version, with the form's URL, IP and user agent for an opt-in. Records
-outlive an erasure (``subscriber_id`` becomes NULL, personal fields are cleared), as
-proof of what was done; the IP is dropped after ``IP_RETENTION_DAYS``.
+one_click, webhook, mailto, preferences, import, cli, retention, studio), when, and
+under which consent wording and version, with the form's URL, IP and user agent for an
+opt-in. Records outlive an erasure (``subscriber_id`` becomes NULL, personal fields are
+cleared), as proof of what was done; the IP is dropped after ``IP_RETENTION_DAYS``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ CHANNELS = (
     "import",
     "cli",
     "retention",  # erased by housekeeping after RETENTION_UNSUBSCRIBED_DAYS
+    "studio",  # the therapist, from the studio's subscriber lookup
 )
 
 # Column widths, so that a long user agent or URL is cut rather than refused.

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, func, select
 
-from nurture.store import database, links
+from nurture.store import database, goals, links
 from nurture.store.schema import (
     consents,
     enrolments,
@@ -44,6 +44,8 @@ FAILED_WINDOW = timedelta(days=30)
 NEWSLETTERS = "newsletters"
 #: Consent actions counted in the weekly series.
 WEEKLY_ACTIONS = {"opt_in": "signups", "confirm": "confirmations", "withdraw": "unsubscribes"}
+#: The goal the dashboard counts per step (``stop_when: [booked]``).
+BOOKED = "booked"
 _ADDRESS = re.compile(r"[^\s@<>\"'(),;:]+@[^\s@<>\"'(),;:]+")
 
 
@@ -93,11 +95,14 @@ def collect(
     ``campaigns`` maps each sequence's slug to its step slugs in order; ``newsletters``
     lists the newsletter slugs. Steps and newsletters found in the data but no longer
     in the files are listed after them, so the totals always match what was sent. The
-    shape (DESIGN.md's, plus what the dashboard needs)::
+    shape (DESIGN.md's, plus what the dashboard needs; ``booked_after`` counts readers
+    who booked after that step, the last one they had, and stopped there)::
 
         {"generated_at": ISO, "subscribers": {STATUS: N},
-         "campaigns": {SLUG: {"steps": [{"step", "sent", "stopped_after", "clicks"}],
-                              "stopped_before_first": N}},
+         "campaigns": {SLUG: {"steps": [{"step", "sent", "stopped_after", "clicks",
+                                         "booked_after"}],
+                              "stopped_before_first": N, "booked_before_first": N,
+                              "booked": N}},
          "newsletters": {SLUG: {"sent", "clicks", "unsubscribes_7d", "sent_at"}},
          "weeks": [{"week": MONDAY, "signups", "confirmations", "unsubscribes"}],
          "queue": {"due", "scheduled", "sending", "unknown", "failed",
@@ -174,6 +179,7 @@ def _campaigns(
     clicks: dict[tuple[str, str], int],
 ) -> dict[str, Any]:
     stops = _stops(conn)
+    booked = goals.goals_after_step(conn, BOOKED)
     order = {slug: list(steps) for slug, steps in campaigns.items()}
     for campaign, step in (*sent, *clicks):
         if campaign != NEWSLETTERS and step not in order.setdefault(campaign, []):
@@ -187,10 +193,14 @@ def _campaigns(
                     "sent": sent.get((slug, step), 0),
                     "stopped_after": stops.get((slug, index + 1), 0),
                     "clicks": clicks.get((slug, step), 0),
+                    "booked_after": booked.get(slug, {}).get(index + 1, 0),
                 }
                 for index, step in enumerate(steps)
             ],
             "stopped_before_first": stops.get((slug, 0), 0),
+            "booked_before_first": booked.get(slug, {}).get(0, 0),
+            # Every booking, those after steps since removed from the files included.
+            "booked": sum(booked.get(slug, {}).values()),
         }
     return out
 

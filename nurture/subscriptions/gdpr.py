@@ -78,7 +78,9 @@ def show(engine: Engine, settings: Settings, email: str) -> dict[str, Any] | Non
     return data
 
 
-def erase(engine: Engine, settings: Settings, email: str, now: datetime) -> bool:
+def erase(
+    engine: Engine, settings: Settings, email: str, now: datetime, *, channel: str = "cli"
+) -> bool:
     """Deletes the person's data; ``True`` when there was a subscriber to delete.
 
     In one transaction: the error texts of their mail and its delivery events cleared
@@ -92,7 +94,7 @@ def erase(engine: Engine, settings: Settings, email: str, now: datetime) -> bool
     with engine.begin() as conn:
         row = subscriber_ops.by_email(conn, address, for_update=True)
         if row is not None:
-            erase_row(conn, settings, row, now=now, channel="cli")
+            erase_row(conn, settings, row, now=now, channel=channel)
         suppression_ops.add(conn, settings, address, reason="erased", now=now, replace_reason=True)
     return row is not None
 

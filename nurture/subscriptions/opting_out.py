@@ -23,6 +23,7 @@ from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
 from nurture.store.statuses import SubscriberStatus
 from nurture.subscriptions import preferences as prefs
+from nurture.subscriptions.validation import lookup_address
 
 log = logging.getLogger("nurture.subscriptions.service")
 
@@ -58,6 +59,15 @@ class OptingOut:
             row = subscriber_ops.by_public_id(conn, public_id, for_update=True)
             if row is None:
                 return False
+            return self.withdraw(conn, row, channel=channel, now=now)
+
+    def unsubscribe_address(self, email: str, *, channel: str, now: datetime) -> bool | None:
+        """Unsubscribes the subscriber with exactly this address (the studio's lookup);
+        ``None`` when there is none, else whether something changed. As :meth:`unsubscribe`."""
+        with self.engine.begin() as conn:
+            row = subscriber_ops.by_email(conn, lookup_address(email), for_update=True)
+            if row is None:
+                return None
             return self.withdraw(conn, row, channel=channel, now=now)
 
     def withdraw(self, conn: Connection, row: Row[Any], *, channel: str, now: datetime) -> bool:

@@ -4,8 +4,11 @@ Modules: :mod:`.auth` (login, session, CSRF: reuse it for every studio page),
 :mod:`.login` (the login page and the front page), :mod:`.editor` (the list and a
 step's editor with live preview), :mod:`.steps` (add, reorder, remove), :mod:`.newsletters`,
 :mod:`.versions` (history and restore), :mod:`.trying` (test sends), :mod:`.drafts` and
-:mod:`.views` (shared helpers). Pages live in ``templates/web/studio/``; the studio's
-own stylesheet and script are served from ``templates/web/studio/static/``.
+:mod:`.views` (shared helpers), :mod:`.snippets` (shared blocks and where they are used),
+:mod:`.new_campaign` (a sequence drafted from an article, and its sign-up form) and
+:mod:`.subscribers` (one subscriber by exact address: show, unsubscribe, erase). Pages
+live in ``templates/web/studio/``; the studio's own stylesheet and script are served
+from ``templates/web/studio/static/``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,19 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nurture.web.errors import error_response
-from nurture.web.studio import auth, editor, login, newsletters, steps, trying, versions, views
+from nurture.web.studio import (
+    auth,
+    editor,
+    login,
+    new_campaign,
+    newsletters,
+    snippets,
+    steps,
+    subscribers,
+    trying,
+    versions,
+    views,
+)
 
 STATIC = {"studio.css": "text/css", "studio.js": "text/javascript"}
 
@@ -44,6 +59,15 @@ def routes() -> list[BaseRoute]:
         Route("/studio/logout", login.logout, methods=post, name="studio_logout"),
         Route("/studio/static/{name}", static, methods=get, name="studio_static"),
         Route("/studio/campaigns", editor.campaigns, methods=get, name="studio_campaigns"),
+        Route("/studio/campaigns/new", new_campaign.new, methods=both),
+        Route("/studio/signup-form/{campaign}", new_campaign.signup_form, methods=get),
+        Route("/studio/snippets", snippets.index, methods=get, name="studio_snippets"),
+        Route("/studio/snippets/{name}", snippets.page, methods=both),
+        Route("/studio/snippets/{name}/history", versions.versions, methods=get),
+        Route("/studio/snippets/{name}/history/{version}", versions.version, methods=both),
+        Route("/studio/subscribers", subscribers.lookup, methods=both),
+        Route("/studio/subscribers/unsubscribe", subscribers.unsubscribe, methods=post),
+        Route("/studio/subscribers/erase", subscribers.erase, methods=post),
         Route("/studio/newsletters/new", newsletters.new_letter, methods=both),
         Route("/studio/newsletters/new/preview", newsletters.letter_preview, methods=post),
         Route(letter, newsletters.letter_page, methods=both, name="studio_newsletter"),

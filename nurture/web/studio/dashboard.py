@@ -90,6 +90,7 @@ def _sequence(slug: str, figures: dict[str, Any], catalogue: Catalogue) -> dict[
                 "sent": step["sent"],
                 "stopped": step["stopped_after"],
                 "clicks": step["clicks"],
+                "booked": step["booked_after"],
                 "bar": charts.bar(
                     step["sent"], peak, "#2f5d62", label=f"Email {number}: {step['sent']} reached"
                 ),
@@ -105,6 +106,10 @@ def _sequence(slug: str, figures: dict[str, Any], catalogue: Catalogue) -> dict[
         "finished": last,
         "left": sum(s["stopped_after"] for s in steps) + figures["stopped_before_first"],
         "clicks": sum(s["clicks"] for s in steps),
+        # Bookings are counted only where the sequence stops on them.
+        "goals": bool(figures["booked"]) or bool(campaign and "booked" in campaign.stop_when),
+        "booked": figures["booked"],
+        "booked_before_first": figures["booked_before_first"],
     }
 
 

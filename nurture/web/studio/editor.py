@@ -20,11 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from nurture.campaigns import history, publishing
+from nurture.campaigns import days, history, publishing
 from nurture.campaigns.model import Campaign, Catalogue
 from nurture.runtime import reload
 from nurture.web.errors import error_response
-from nurture.web.studio import auth, drafts, newsletters, views
+from nurture.web.studio import auth, drafts, newsletters, snippets, views
 from nurture.web.studio.auth import Session
 
 SLUG = views.SLUG
@@ -45,31 +45,62 @@ async def campaigns(request: Request, session: Session) -> Response:
     for campaign in found.catalogue.campaigns.values():
         outline = campaign.outline()
         published = [s for s in outline if not s.draft]
-        days = dict(
-            zip(
-                [s.slug for s in published], views.day_of([s.delay for s in published]), strict=True
-            )
-        )
+        slugs = [s.slug for s in published]
+        day_of = dict(zip(slugs, views.day_of([s.delay for s in published]), strict=True))
         steps = [
             {
                 "step": step,
                 "number": number,
                 "delay": views.delay_words(step.delay) if number > 1 else "on confirming",
-                "day": days.get(step.slug, "draft"),
+                "day": day_of.get(step.slug, "draft"),
                 "problems": found.problems_in(step.path),
+                "days": None if step.send_days is None else days.describe(step.send_days),
             }
             for number, step in enumerate(outline, 1)
         ]
         rows.append(
-            {"campaign": campaign, "steps": steps, "problems": found.problems_in(campaign.path)}
+            {
+                "campaign": campaign,
+                "steps": steps,
+                "problems": found.problems_in(campaign.path),
+                "behaviour": behaviour(campaign),
+            }
         )
     context = {
         "campaigns": rows,
+        "snippets": snippets.overview(found.catalogue),
         "newsletters": await run_in_threadpool(newsletters.overview, request, found.catalogue),
         "problems": found.problems,
         "errors": found.errors,
     }
     return views.render(request, "campaigns.html", context, session=session, section="campaigns")
+
+
+def behaviour(campaign: Campaign) -> list[str]:
+    """How a sequence behaves, in plain words: evergreen or not, send days, stops."""
+    said = [
+        "Evergreen: readers who finish get emails you add later."
+        if campaign.hold
+        else "Readers who finish are done; emails you add later reach only readers "
+        "who haven't finished.",
+        _send_days(campaign),
+    ]
+    if "booked" in campaign.stop_when:
+        said.append("Stops when the reader books.")
+    if campaign.drafts:
+        count = len(campaign.drafts)
+        said.append(
+            f"{count} draft{'s' if count != 1 else ''}: never sent until you publish "
+            f"{'them' if count != 1 else 'it'}."
+        )
+    return said
+
+
+def _send_days(campaign: Campaign) -> str:
+    named = days.describe(campaign.send_days)
+    if named == "every day":
+        return "Goes out any day of the week, inside each reader's send window."
+    return f"Goes out on {named} only, in each reader's own time zone."
 
 
 def locate(catalogue: Catalogue, slug: str, step: str) -> tuple[Campaign, Path] | None:
@@ -143,6 +174,7 @@ def editor_context(
         "number": index + 1,
         "count": len(outline),
         "first": index == 0,
+        "draft": step in {s.slug for s in campaign.drafts},
         "previous": outline[index - 1] if index > 0 else None,
         "next": outline[index + 1] if index + 1 < len(outline) else None,
         "values": draft.values,

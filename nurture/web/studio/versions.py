@@ -6,7 +6,7 @@
 version that no longer passes, say because a variable was renamed since, is refused
 with 422 and nothing changes). Restoring keeps the version it replaces, so it can be
 undone the same way. Works for sequence steps (``/studio/campaigns/{slug}/{step}``)
-and newsletters (``/studio/newsletters/{slug}``).
+newsletters (``/studio/newsletters/{slug}``) and snippets (``/studio/snippets/{name}``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from nurture.campaigns import NEWSLETTERS, history, publishing
 from nurture.exceptions import CampaignError
 from nurture.runtime import reload
 from nurture.web.errors import error_response
-from nurture.web.studio import auth, views
+from nurture.web.studio import auth, snippets, views
 from nurture.web.studio.auth import Session
 from nurture.web.studio.editor import SLUG, locate
 
@@ -32,6 +32,11 @@ def _target(request: Request) -> tuple[Path, str, str] | None:
     """(the file, the editor's address, a label) for the request's path, or ``None``."""
     settings = views.settings_of(request)
     params = request.path_params
+    if "name" in params:
+        path = snippets.snippet_path(request)
+        if path is None:
+            return None
+        return path, f"/studio/snippets/{path.stem}", f"snippet {path.stem}"
     if "slug" in params:
         slug = params["slug"]
         path = Path(settings.campaigns_dir) / NEWSLETTERS / f"{slug}.md"
