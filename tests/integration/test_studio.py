@@ -386,3 +386,27 @@ def test_the_watcher_reloads_the_web_half(open_studio: tuple[Services, httpx.Cli
             time.sleep(0.05)
     finally:
         watcher.stop()
+
+
+def test_a_draft_is_published_from_its_page_only_once_its_notes_are_gone(
+    open_studio: tuple[Services, httpx.Client],
+) -> None:
+    services, client = open_studio
+    path = step_file(services)
+    path.write_text(path.read_text().replace("---\n", "---\ndraft: true\n", 1))
+    client.post(  # the service reloads the files it finds changed
+        EDITOR, data={**editor_fields(client)}
+    )
+    assert STEP in {s.slug for s in services.catalogue.campaign(CAMPAIGN).drafts}
+    page = client.get(EDITOR)
+    assert "Save and publish" in page.text
+    fields = editor_fields(client)
+    noted = client.post(
+        EDITOR, data={**fields, "publish": "yes", "body": fields["body"] + "\n> NOTE: rewrite\n"}
+    )
+    assert noted.status_code == 422  # the check refuses to publish a step holding notes
+    assert "draft: true" in path.read_text()
+    published = client.post(EDITOR, data={**editor_fields(client), "publish": "yes"})
+    assert published.status_code == 303
+    assert "draft" not in path.read_text()
+    assert STEP in {s.slug for s in services.catalogue.campaign(CAMPAIGN).steps}

@@ -13,6 +13,7 @@ script, as she types.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,10 @@ async def step_page(request: Request, session: Session) -> Response:
         )
     fields = await auth.verified_form(request, session)
     draft = drafts.from_fields(path, fields, drafts.STEP_FIELDS)
+    if fields.get("publish") == "yes":
+        # Publishing removes the file's ``draft: true`` line, through the same check as
+        # any save: a step still holding the scaffold's notes is refused (422).
+        draft = dataclasses.replace(draft, values={**draft.values, "draft": ""})
     services = views.services_of(request)
     try:
         await run_in_threadpool(
