@@ -93,6 +93,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         event.listen(engine, "commit", _release)
         event.listen(engine, "rollback", _release)
+        # A connection dropped without either (garbage collected) still hands its turn
+        # back when the pool takes it in: conn.info above is this record's info.
+        event.listen(engine.pool, "checkin", lambda _dbapi, record: _release(record))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     # No server-side prepared statements: after five runs psycopg would switch to them,

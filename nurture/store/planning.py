@@ -90,13 +90,16 @@ def lock_run(conn: Connection, slug: str) -> Any:
 
 
 def chunk_end(conn: Connection, *, send_at: datetime, after: int, size: int) -> int | None:
-    """The last subscriber id of the next ``size`` of the audience after id ``after``;
-    ``None`` when none is left."""
-    ids = select(subscribers.c.id).where(_audience(send_at), subscribers.c.id > after)
-    last = conn.execute(
-        select(func.max(ids.order_by(subscribers.c.id).limit(size).subquery().c.id))
+    """The last subscriber id of the next chunk after id ``after``: ``size`` ids from
+    the first member of the audience past it, so at most ``size`` subscribers and at
+    least one; ``None`` when none is left.
+
+    Counting ``size`` members instead would read every one of them (their status and
+    dates) once more than the INSERT does: a third of PostgreSQL's planning time."""
+    first = conn.execute(
+        select(func.min(subscribers.c.id)).where(_audience(send_at), subscribers.c.id > after)
     ).scalar()
-    return None if last is None else int(last)
+    return None if first is None else int(first) + size - 1
 
 
 def finish_run(conn: Connection, slug: str) -> None:

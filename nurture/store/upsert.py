@@ -8,6 +8,7 @@ both backends.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 def insert_ignore(conn: Connection, table: Table) -> Any:
     """An insert statement that skips rows violating a unique constraint."""
-    if conn.dialect.name == "postgresql":
+    return _insert_ignore(conn.dialect.name, table)
+
+
+@functools.cache
+def _insert_ignore(dialect: str, table: Table) -> Any:
+    # Built once per table (statements are immutable; callers add to a copy): a sign-up
+    # makes several inserts, and building one costs more than SQLite takes to run it.
+    if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
 
