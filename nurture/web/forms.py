@@ -121,17 +121,8 @@ async def _multipart(request: Request, body: bytes) -> dict[str, Any]:
     close = b"--" + boundary + b"--" if boundary else b""
     if not boundary or not (body.startswith(close) or b"\n" + close in body):
         raise BadInput(400, "The form could not be read.")
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
     try:
-        form = await Request(request.scope, replay).form(max_files=0, max_fields=MAX_FIELDS)
+        form = await replayed(request, body).form(max_files=0, max_fields=MAX_FIELDS)
     except Exception:  # python-multipart and Starlette raise several types for bad input
         raise BadInput(400, "The form could not be read.") from None
     fields: dict[str, Any] = {}
@@ -159,3 +150,18 @@ def checked(value: Any) -> bool:
     if value is True:
         return True
     return isinstance(value, str) and value.strip().lower() in ("yes", "on", "true", "1")
+
+
+def replayed(request: Request, body: bytes) -> Request:
+    """A request over ``body``, already read (and size-capped) from ``request``, so that
+    Starlette's own parsers can read it once more."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, replay)

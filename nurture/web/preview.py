@@ -215,19 +215,29 @@ def index(request: Request) -> Response:
     )
 
 
-def step_page(request: Request) -> Response:
-    """``GET /preview/{campaign}/{step}``: one email at two widths, with its text part."""
+def _located(request: Request) -> Response | tuple[Settings, Catalogue, Step | Newsletter]:
+    """The settings, catalogue and email a preview URL names, or the answer to give
+    instead (401/404, or the index when the files do not load)."""
     settings = _settings(request)
     denied = authorise(request, settings)
     if denied:
         return denied
-    campaign, slug = request.path_params["campaign"], request.path_params["step"]
     catalogue = load(settings)
     if catalogue is None:
         return index(request)
-    item = _find(catalogue, campaign, slug)
+    item = _find(catalogue, request.path_params["campaign"], request.path_params["step"])
     if item is None:
         return error_response(request, 404)
+    return settings, catalogue, item
+
+
+def step_page(request: Request) -> Response:
+    """``GET /preview/{campaign}/{step}``: one email at two widths, with its text part."""
+    found = _located(request)
+    if isinstance(found, Response):
+        return found
+    settings, catalogue, item = found
+    campaign, slug = request.path_params["campaign"], request.path_params["step"]
     before, after = _neighbours(catalogue, campaign, slug)
     if isinstance(item, Newsletter):
         campaign_name, when = "Newsletter", _newsletter_when(item, settings)
@@ -263,16 +273,11 @@ def step_page(request: Request) -> Response:
 
 def step_html(request: Request) -> Response:
     """``GET /preview/{campaign}/{step}/html``: the email's HTML as the sample gets it."""
-    settings = _settings(request)
-    denied = authorise(request, settings)
-    if denied:
-        return denied
+    found = _located(request)
+    if isinstance(found, Response):
+        return found
+    settings, catalogue, _ = found
     campaign, slug = request.path_params["campaign"], request.path_params["step"]
-    catalogue = load(settings)
-    if catalogue is None:
-        return index(request)
-    if _find(catalogue, campaign, slug) is None:
-        return error_response(request, 404)
     try:
         content = Renderer(settings, catalogue).compile(campaign, slug)
     except NurtureError as exc:

@@ -22,7 +22,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import Message
 
 from nurture.campaigns import publishing
 from nurture.campaigns.article import Format
@@ -30,7 +29,7 @@ from nurture.campaigns.scaffold import Scaffold, scaffold, write_scaffold
 from nurture.exceptions import CampaignError
 from nurture.runtime import reload
 from nurture.web.errors import error_response
-from nurture.web.forms import BodyTooLarge, read_body
+from nurture.web.forms import BodyTooLarge, read_body, replayed
 from nurture.web.signup import signup_snippet
 from nurture.web.studio import auth, views
 from nurture.web.studio.auth import Session
@@ -57,17 +56,8 @@ async def read_article_form(request: Request, session: Session) -> dict[str, str
         body = await read_body(request, MAX_REQUEST)
     except BodyTooLarge:
         raise auth.Forbidden from None
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
     try:
-        form = await Request(request.scope, replay).form(max_files=1, max_fields=20)
+        form = await replayed(request, body).form(max_files=1, max_fields=20)
     except Exception:  # python-multipart and Starlette raise several types for bad input
         raise auth.Forbidden from None
     fields: dict[str, str] = {}
