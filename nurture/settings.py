@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # SHA-256 hashes of the keys for /api/... (`nurture api-key new`), comma-separated.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # With `serve --no-web`: the port that process serves /metrics on (empty: none).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     # One line per request, client address masked and tokens cut from the path.

@@ -14,7 +14,9 @@ from datetime import UTC
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import start_http_server
 
+from nurture import metrics
 from nurture.clock import utcnow
 from nurture.exceptions import ConfigurationError
 from nurture.runtime import reload
@@ -98,6 +100,11 @@ def serve(
         log.info("scheduler started", extra={"tick_seconds": services.settings.tick_seconds})
     # The web half's own look at the campaign files (the jobs look before every pass).
     watcher = reload.Watcher(services).start() if web else None
+    if not web and services.settings.metrics_port:
+        # A scheduler-only process has no web app to serve /metrics: its own listener.
+        metrics.watch_queue(services.engine)
+        start_http_server(services.settings.metrics_port, addr=host, registry=metrics.registry)
+        log.info("metrics listening", extra={"host": host, "port": services.settings.metrics_port})
     try:
         if web:
             from nurture.web.app import create_app

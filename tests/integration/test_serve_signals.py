@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.helpers import cli_env, free_port
 
 
@@ -40,3 +42,39 @@ def test_sigterm_during_start_up_exits_cleanly(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=10)
     assert "Traceback" not in err
     assert "web listening" not in out + err  # it stopped before serving anything
+
+
+def test_a_scheduler_only_process_serves_its_metrics(tmp_path: Path) -> None:
+    port = free_port()
+    env = cli_env(tmp_path, {"NURTURE_METRICS_PORT": str(port)})
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "nurture", "db", "upgrade"], cwd=tmp_path, env=env, check=False
+        ).returncode
+        == 0
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nurture", "serve", "--no-web"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = ""
+        deadline = time.monotonic() + 60
+        while "nurture_" not in body:  # another process: nothing to wait on but its port
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no metrics were served"
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert "nurture_outbox" in body or "nurture_sends" in body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
