@@ -301,7 +301,7 @@ class Dispatcher:
         self._respect_rate(len(prepared.rows))
         assert prepared.batch is not None
         try:
-            with self._provider_turn():
+            with self.provider_turn():
                 results = self.provider.send(prepared.batch)
         except ConfigurationError:
             # A refused API key: the provider raises it only before anything was handed
@@ -321,7 +321,9 @@ class Dispatcher:
         return self._record(prepared.rows, results, report, prepared.token)
 
     @contextlib.contextmanager
-    def _provider_turn(self) -> Iterator[None]:
+    def provider_turn(self) -> Iterator[None]:
+        """Holds the provider for one request when it keeps a connection (SMTP): one
+        thread at a time, dispatch, confirmations and the studio's test sends alike."""
         if self.provider.thread_safe:
             yield
             return

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from nurture.campaigns import NEWSLETTERS
 from nurture.delivery.trial import send_trial
 from nurture.exceptions import NurtureError
-from nurture.providers.base import Outcome
+from nurture.providers.base import Outcome, SendResult
 from nurture.subscriptions.validation import normalise_address
 from nurture.web.errors import error_response
 from nurture.web.studio import auth, views
@@ -53,16 +53,20 @@ async def send(request: Request, session: Session) -> Response:
         return views.render(request, "tested.html", context, session=session, status=422)
     context["to"] = address
     try:
-        results = await run_in_threadpool(
-            send_trial,
-            settings,
-            found.catalogue,
-            services.provider,
-            campaign,
-            step,
-            address,
-            now=services.clock(),
-        )
+
+        def send() -> list[SendResult]:
+            with services.dispatcher.provider_turn():
+                return send_trial(
+                    settings,
+                    found.catalogue,
+                    services.provider,
+                    campaign,
+                    step,
+                    address,
+                    now=services.clock(),
+                )
+
+        results = await run_in_threadpool(send)
     except NurtureError as exc:
         context["problem"] = f"The email could not be sent: {exc.message}"
         return views.render(request, "tested.html", context, session=session, status=422)
