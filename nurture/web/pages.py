@@ -67,8 +67,12 @@ class Pages:
         self.limiter = sign_up_limiter(settings, services.engine, services.clock)
         # Our own constant: it must not be HTML-escaped inside <script>.
         self.script = Markup(TZ_SCRIPT)
-        self.campaigns = [
-            {"slug": c.slug, "name": c.name} for c in services.catalogue.campaigns.values()
+
+    @property
+    def campaigns(self) -> list[dict[str, str]]:
+        """The sequences to offer on a page (read each time: the catalogue reloads)."""
+        return [
+            {"slug": c.slug, "name": c.name} for c in self.services.catalogue.campaigns.values()
         ]
 
     @staticmethod
