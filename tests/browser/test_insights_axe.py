@@ -4,7 +4,6 @@ violation. axe-core comes from npm (``tests/browser/node``, the studio's setup).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,22 +17,12 @@ from nurture.settings import Settings
 from nurture.testing import FakeClock, FakeProvider
 from nurture.web.app import create_app
 from nurture.web.studio import auth
+from tests.browser.audit import AXE, axe_violations
 from tests.helpers import serve_app, services_for, subscribe_and_confirm
-
-AXE = Path(__file__).parent / "node" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 def serious(page: Any) -> list[str]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "() => axe.run(document, {runOnly: {type: 'tag', values: "
-        "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
-    )
-    return [
-        f"{v['id']}: {v['help']} ({len(v['nodes'])})"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+    return [f"{v['id']}: {v['help']} ({len(v['nodes'])})" for v in axe_violations(page)]
 
 
 def test_dashboard_and_archive_pass_axe(

@@ -33,6 +33,7 @@ from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings
 from nurture.web.app import create_app
 from nurture.web.studio.auth import hash_password
+from tests.browser.audit import AXE, PASSWORD, WIDTHS, axe_violations, log_in
 from tests.helpers import ROOT, serve_app
 
 pytestmark = pytest.mark.browser
@@ -41,9 +42,6 @@ NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # midday in Vienna: inside the s
 ZONE = "Europe/Vienna"
 CAMPAIGN = "what-i-actually-do"
 FIRST = "01-welcome"
-PASSWORD = "a long studio password"
-AXE = Path(__file__).parent / "node" / "node_modules" / "axe-core" / "axe.min.js"
-WIDTHS = (1280, 390)
 
 
 @pytest.fixture
@@ -62,14 +60,6 @@ def studio(
     services = build_services(configured, engine=sqlite_engine, clock=lambda: NOW)
     with serve_app(create_app(services)) as base_url:
         yield services, base_url
-
-
-def log_in(page: Any, base_url: str) -> None:
-    page.goto(f"{base_url}/studio/login")
-    page.get_by_label("User name").fill("therapist")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r".*/studio/$"))
 
 
 def mail(folder: Path, count: int) -> list[EmailMessage]:
@@ -179,16 +169,6 @@ def studio_pages(page: Any, base_url: str) -> Iterator[str]:
     yield "newsletter"
     page.goto(f"{base_url}/studio/newsletters/2026-12-08-winter-note/cancel")
     yield "newsletter-cancel"
-
-
-def axe_violations(page: Any) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result: dict[str, Any] = page.evaluate(
-        """async () => await axe.run(document, {
-            runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}
-        })"""
-    )
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 @pytest.mark.parametrize("width", WIDTHS)

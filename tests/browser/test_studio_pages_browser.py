@@ -24,7 +24,7 @@ from nurture.settings import Settings
 from nurture.testing import FakeClock, FakeProvider
 from nurture.web.app import create_app
 from nurture.web.studio.auth import hash_password
-from tests.browser.test_studio_browser import AXE, PASSWORD, WIDTHS, axe_violations, log_in
+from tests.browser.audit import AXE, PASSWORD, WIDTHS, axe_violations, log_in
 from tests.helpers import ROOT, serve_app, subscribe_and_confirm
 
 pytestmark = pytest.mark.browser

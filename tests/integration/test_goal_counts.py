@@ -15,8 +15,7 @@ from nurture.store import stats
 from nurture.subscriptions import goals
 from nurture.web.app import create_app
 from tests.helpers import run_cli, serve_app
-from tests.integration.test_goal_exit import READER, SLUG, reader_after_two_steps
-from tests.integration.test_insights import studio_cookie
+from tests.integration.support import READER, SLUG, reader_after_two_steps, studio_cookie
 
 
 def test_booked_after_a_step_is_counted_alike_everywhere(

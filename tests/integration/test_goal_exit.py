@@ -17,28 +17,14 @@ from nurture.settings import Settings
 from nurture.store import goals as goal_ops
 from nurture.store.schema import enrolments, goal_counts, outbox, subscribers
 from nurture.subscriptions import goals
-from nurture.testing import FakeClock, FakeProvider
+from nurture.testing import FakeClock
 from nurture.web.api import hash_key
 from nurture.web.app import create_app
-from tests.helpers import run_cli, serve_app, services_for, subscribe_and_confirm
+from tests.helpers import run_cli, serve_app
+from tests.integration.support import READER, SLUG, reader_after_two_steps
 
-SLUG = "what-i-actually-do"
-READER = "reader@example.org"
 KEY = "a-booking-tool-key-0123456789abcdefghij"
 NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
-
-
-def reader_after_two_steps(settings: Settings, engine: Engine) -> tuple[Services, FakeClock]:
-    """Two steps received, the third queued in the outbox."""
-    clock = FakeClock(NOW)
-    services = services_for(settings, engine, clock, FakeProvider())
-    subscribe_and_confirm(services, clock, READER, SLUG)
-    for _ in range(2):
-        planning.plan(engine, services.catalogue, settings, now=clock.now())
-        services.dispatcher.dispatch()
-        clock.advance(days=5)
-    planning.plan(engine, services.catalogue, settings, now=clock.now())
-    return services, clock
 
 
 def state(engine: Engine) -> tuple[str, list[str], bool]:

@@ -9,13 +9,10 @@ import json
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 from sqlalchemy import Engine, func, select
-from starlette.requests import Request
-from starlette.responses import Response
 
 from nurture.runtime import jobs
 from nurture.runtime.services import Services
@@ -24,7 +21,6 @@ from nurture.store import stats
 from nurture.store.schema import outbox
 from nurture.testing import FakeClock, FakeProvider
 from nurture.web.app import create_app
-from nurture.web.studio import auth
 from tests.helpers import (
     last_value,
     run_cli,
@@ -33,6 +29,7 @@ from tests.helpers import (
     subscribe_and_confirm,
     token_of,
 )
+from tests.integration.support import studio_cookie
 
 CAMPAIGN = "what-i-actually-do"
 READERS = ["ann@example.org", "bob@example.org", "cy@example.org"]
@@ -43,15 +40,6 @@ def run_ticks(services: Services, clock: FakeClock, *, hours: int) -> None:
     for _ in range(hours):
         clock.advance(hours=1)
         jobs.tick(services)
-
-
-def studio_cookie(services: Services) -> dict[str, str]:
-    """A studio session cookie, made the way a login makes it."""
-    app = SimpleNamespace(state=SimpleNamespace(services=services))
-    response = Response()
-    auth.start_session(response, Request({"type": "http", "app": app, "headers": []}))
-    value = response.headers["set-cookie"].split(";", 1)[0]
-    return {"Cookie": value}
 
 
 def sent_marketing(provider: FakeProvider) -> Counter[tuple[str, str]]:

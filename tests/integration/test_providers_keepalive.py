@@ -9,9 +9,7 @@ from nurture.providers.sendgrid import SendGridProvider
 from nurture.settings import Settings
 from nurture.testing.sendgrid import FakeSendGrid
 from tests.integration.providers_contract import make_batch
-from tests.integration.test_providers_sendgrid import fake, provider, sendgrid_settings
-
-__all__ = ["fake", "provider"]  # the fixtures, shared with the provider's own tests
+from tests.integration.support import sendgrid_settings
 
 
 def idle(provider: SendGridProvider) -> list[Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,30 +16,7 @@ from nurture.providers.sendgrid import SendGridProvider
 from nurture.settings import Settings
 from nurture.testing.sendgrid import FakeSendGrid
 from tests.integration.providers_contract import Mail, ProviderContract, make_batch, make_recipient
-
-API_KEY = "SG.test-key"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid(api_key=API_KEY) as server:
-        yield server
-
-
-def sendgrid_settings(settings: Settings, fake: FakeSendGrid, **update: Any) -> Settings:
-    values: dict[str, Any] = {
-        "delivery": "sendgrid",
-        "sendgrid_api_key": SecretStr(API_KEY),
-        "sendgrid_host": fake.url,
-        "sendgrid_timeout": 5.0,
-    }
-    values.update(update)
-    return settings.model_copy(update=values)
-
-
-@pytest.fixture
-def provider(settings: Settings, fake: FakeSendGrid) -> SendGridProvider:
-    return SendGridProvider(sendgrid_settings(settings, fake))
+from tests.integration.support import sendgrid_settings
 
 
 class TestSendGridContract(ProviderContract):

@@ -18,13 +18,11 @@ from sqlalchemy import Engine
 
 from nurture.campaigns import history
 from nurture.runtime import jobs, reload
-from nurture.runtime.services import Services, build_services
+from nurture.runtime.services import Services
 from nurture.settings import Settings
-from nurture.testing import FakeProvider
-from nurture.web.app import create_app
-from nurture.web.ratelimit import FailureLock
 from nurture.web.studio.auth import hash_password
-from tests.helpers import ROOT, production_settings, serve_app
+from tests.helpers import ROOT, production_settings
+from tests.integration.support import serve, token
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 CAMPAIGN = "what-i-actually-do"
@@ -40,14 +38,6 @@ def studio_settings(settings: Settings, tmp_path: Path) -> Settings:
     return settings.model_copy(
         update={"campaigns_dir": tmp_path / "campaigns", "base_url": "http://127.0.0.1:8000"}
     )
-
-
-def serve(settings: Settings, engine: Engine) -> Iterator[tuple[Services, httpx.Client]]:
-    services = build_services(settings, engine=engine, clock=lambda: NOW, provider=FakeProvider())
-    app = create_app(services)
-    app.state.login_failures = FailureLock(max_delay=0.0)  # the lock, without the waits
-    with serve_app(app) as base_url, httpx.Client(base_url=base_url) as client:
-        yield services, client
 
 
 @pytest.fixture
@@ -70,12 +60,6 @@ def locked_studio(
         update={"studio_password_hash": SecretStr(hash_password(PASSWORD))}
     )
     yield from serve(settings, sqlite_engine)
-
-
-def token(text: str, name: str = "csrf_token") -> str:
-    found = re.search(rf'<input[^>]*name="{name}"[^>]*value="([^"]*)"', text)
-    assert found, f"no {name} in the page"
-    return html.unescape(found.group(1))
 
 
 def editor_fields(client: httpx.Client, path: str = EDITOR) -> dict[str, str]:

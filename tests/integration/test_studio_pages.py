@@ -22,7 +22,7 @@ from nurture.settings import Settings
 from nurture.store.schema import consents, subscribers
 from nurture.testing import FakeClock
 from tests.helpers import ROOT, subscribe_and_confirm
-from tests.integration.test_studio import serve, token
+from tests.integration.support import serve, token
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 CAMPAIGN = "what-i-actually-do"

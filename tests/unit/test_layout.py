@@ -74,3 +74,23 @@ def test_no_import_cycles_deferred_imports_included() -> None:
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as exc:
         raise AssertionError(f"import cycle: {exc.args[1]}") from None
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared pieces live in helper modules (tests/helpers.py, integration/support.py,
+    browser/audit.py, the contract), never in a test module another one imports."""
+    tests = PACKAGE.parent / "tests"
+    found = []
+    for path in tests.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            found += [
+                f"{path.relative_to(tests)}: {n}"
+                for n in names
+                if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")
+            ]
+    assert found == []
