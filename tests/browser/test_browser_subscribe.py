@@ -8,12 +8,8 @@ Runs on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -27,6 +23,7 @@ from nurture.settings import Settings
 from nurture.store import suppressions as suppression_ops
 from nurture.store.schema import enrolments, outbox
 from nurture.web.app import create_app
+from tests.browser.audit import wait_for_mail
 from tests.helpers import CAMPAIGN, rows, serve_app, subscriber
 
 # The whole path runs on an injected clock: a fixed instant at midday in the reader's
@@ -37,20 +34,6 @@ NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 ZONE = "Europe/Vienna"
 
 pytestmark = pytest.mark.browser
-
-
-def wait_for_mail(folder: Path, count: int) -> list[EmailMessage]:
-    """The messages the folder backend wrote, oldest first, once there are ``count``."""
-    deadline = time.monotonic() + 15
-    while True:
-        files = (
-            sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
-        )
-        if len(files) >= count:
-            parser = BytesParser(policy=policy.default)
-            return [parser.parsebytes(f.read_bytes()) for f in files]  # type: ignore[misc]
-        assert time.monotonic() < deadline, f"expected {count} emails in {folder}"
-        time.sleep(0.05)
 
 
 def text_of(message: EmailMessage) -> str:

@@ -14,12 +14,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +29,7 @@ from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings
 from nurture.web.app import create_app
 from nurture.web.studio.auth import hash_password
-from tests.browser.audit import AXE, PASSWORD, WIDTHS, axe_violations, log_in
+from tests.browser.audit import AXE, PASSWORD, WIDTHS, audit, axe_violations, log_in, wait_for_mail
 from tests.helpers import ROOT, serve_app
 
 pytestmark = pytest.mark.browser
@@ -60,19 +56,6 @@ def studio(
     services = build_services(configured, engine=sqlite_engine, clock=lambda: NOW)
     with serve_app(create_app(services)) as base_url:
         yield services, base_url
-
-
-def mail(folder: Path, count: int) -> list[EmailMessage]:
-    deadline = time.monotonic() + 15
-    while True:
-        files = (
-            sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
-        )
-        if len(files) >= count:
-            parser = BytesParser(policy=policy.default)
-            return [parser.parsebytes(f.read_bytes()) for f in files]  # type: ignore[misc]
-        assert time.monotonic() < deadline, f"expected {count} emails in {folder}"
-        time.sleep(0.05)
 
 
 def test_edit_preview_save_and_the_next_send_carries_it(
@@ -115,7 +98,7 @@ def test_edit_preview_save_and_the_next_send_carries_it(
     reader.get_by_role("button", name="Sign up").click()
     reader.wait_for_url(f"{base_url}/subscribe")
     folder = services.settings.resolved_mail_dir
-    [confirmation] = mail(folder, 1)
+    [confirmation] = wait_for_mail(folder, 1)
     body = confirmation.get_body(preferencelist=("plain",))
     assert body is not None
     link = re.search(r"https?://\S+/confirm/[A-Za-z0-9._-]+", str(body.get_content()))
@@ -126,7 +109,7 @@ def test_edit_preview_save_and_the_next_send_carries_it(
     jobs.tick(services)
 
     # 6. The email sent carries the new subject: no restart happened.
-    _, welcome = mail(folder, 2)
+    _, welcome = wait_for_mail(folder, 2)
     assert welcome["Subject"] == "Before we begin, a short note"
     context.close()
 
@@ -184,21 +167,12 @@ def test_every_studio_page_passes_axe(
     context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
     page = context.new_page()
     page.goto(f"{base_url}/studio/login")
-    found = {"login": axe_violations(page)}
+    login = axe_violations(page)
     page.screenshot(path=str(shots / f"login-{width}.png"), full_page=True)
     log_in(page, base_url)
-    for name in studio_pages(page, base_url):
-        page.wait_for_load_state("load")
-        found[name] = axe_violations(page)
-        wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
-        assert not wide, f"{name} scrolls sideways at {width} px"
-        page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+    found = audit(page, studio_pages(page, base_url), shots, width)
     context.close()
-    problems = {
-        name: [(v["id"], v["impact"], [n["target"] for n in v["nodes"][:3]]) for v in violations]
-        for name, violations in found.items()
-        if violations
-    }
+    problems = {**({"login": [(v["id"], v["impact"]) for v in login]} if login else {}), **found}
     assert problems == {}
 
 

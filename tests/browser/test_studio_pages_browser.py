@@ -24,7 +24,7 @@ from nurture.settings import Settings
 from nurture.testing import FakeClock, FakeProvider
 from nurture.web.app import create_app
 from nurture.web.studio.auth import hash_password
-from tests.browser.audit import AXE, PASSWORD, WIDTHS, axe_violations, log_in
+from tests.browser.audit import AXE, PASSWORD, WIDTHS, audit, log_in
 from tests.helpers import ROOT, serve_app, subscribe_and_confirm
 
 pytestmark = pytest.mark.browser
@@ -116,18 +116,7 @@ def test_the_later_studio_pages_pass_axe_and_fit(
     context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
     page = context.new_page()
     log_in(page, base_url)
-    found = {}
-    for name in pages(page, base_url):
-        page.wait_for_load_state("load")
-        found[name] = axe_violations(page)
-        wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
-        assert not wide, f"{name} scrolls sideways at {width} px"
-        page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+    problems = audit(page, pages(page, base_url), shots, width)
     context.close()
-    problems = {
-        name: [(v["id"], v["impact"], [n["target"] for n in v["nodes"][:3]]) for v in violations]
-        for name, violations in found.items()
-        if violations
-    }
     assert problems == {}
     assert "beginning-therapy-again" in services.catalogue.campaigns

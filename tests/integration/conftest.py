@@ -1,4 +1,5 @@
-"""Fixtures for the integration tests: a fake SendGrid on loopback and a provider for it."""
+"""Fixtures for the integration tests: a fake SendGrid on loopback, a provider for it,
+and a signer for its Event Webhook."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from nurture.providers.sendgrid import SendGridProvider
 from nurture.settings import Settings
 from nurture.testing.sendgrid import FakeSendGrid
+from nurture.testing.webhook_signing import WebhookSigner
 from tests.integration.support import API_KEY, sendgrid_settings
 
 
@@ -22,3 +24,8 @@ def fake() -> Iterator[FakeSendGrid]:
 @pytest.fixture
 def provider(settings: Settings, fake: FakeSendGrid) -> SendGridProvider:
     return SendGridProvider(sendgrid_settings(settings, fake))
+
+
+@pytest.fixture
+def signer() -> WebhookSigner:
+    return WebhookSigner()

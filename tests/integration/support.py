@@ -93,3 +93,12 @@ def sendgrid_settings(settings: Settings, fake: FakeSendGrid, **update: Any) -> 
     }
     values.update(update)
     return settings.model_copy(update=values)
+
+
+def services_with(
+    settings: Settings, engine: Engine, clock: FakeClock, provider: Any = None
+) -> Services:
+    """Services on ``clock`` whose waits (a 429, MAX_SEND_RATE) are simulated by it."""
+    services = build_services(settings, clock=clock.now, engine=engine, provider=provider)
+    services.dispatcher.sleep = lambda seconds: None
+    return services

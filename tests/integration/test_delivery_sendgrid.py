@@ -8,18 +8,16 @@ reconciles it); answers lost in flight are reconciled, never resent blindly.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from nurture.mail.messages import Batch
 from nurture.providers import make_provider
 from nurture.providers.base import Provider, SendResult
 from nurture.runtime import jobs
-from nurture.runtime.services import Services, build_services
+from nurture.runtime.services import Services
 from nurture.settings import Settings
 from nurture.store.schema import enrolments, outbox, subscribers
 from nurture.testing import FakeClock
@@ -27,36 +25,18 @@ from nurture.testing.sendgrid import FakeSendGrid
 from nurture.testing.webhook_signing import WebhookSigner, make_event
 from nurture.webhooks.sendgrid import SendGridWebhook
 from tests.helpers import NOW, queue_newsletter, statuses
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid(api_key="SG.test") as server:
-        yield server
-
-
-@pytest.fixture
-def signer() -> WebhookSigner:
-    return WebhookSigner()
+from tests.integration.support import sendgrid_settings, services_with
 
 
 @pytest.fixture
 def sg_settings(settings: Settings, fake: FakeSendGrid, signer: WebhookSigner) -> Settings:
-    settings.delivery = "sendgrid"
-    settings.sendgrid_api_key = SecretStr("SG.test")
-    settings.sendgrid_host = fake.url
-    settings.sendgrid_timeout = 2.0
-    settings.sendgrid_webhook_public_key = signer.public_key
-    settings.dispatch_batch_size = 10
-    return settings
-
-
-def services_with(
-    settings: Settings, engine: Engine, clock: FakeClock, provider: Provider | None = None
-) -> Services:
-    services = build_services(settings, clock=clock.now, engine=engine, provider=provider)
-    services.dispatcher.sleep = lambda seconds: None  # waits are simulated by the clock
-    return services
+    return sendgrid_settings(
+        settings,
+        fake,
+        sendgrid_timeout=2.0,
+        sendgrid_webhook_public_key=signer.public_key,
+        dispatch_batch_size=10,
+    )
 
 
 def drain(services: Services, clock: FakeClock, *, rounds: int = 40) -> None:

@@ -10,52 +10,31 @@ webhook parser, as the endpoint does.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from nurture.runtime import jobs
-from nurture.runtime.services import Services, build_services
+from nurture.runtime.services import Services
 from nurture.settings import Settings
 from nurture.testing import FakeClock
 from nurture.testing.sendgrid import FakeSendGrid
 from nurture.testing.webhook_signing import WebhookSigner, make_event
 from nurture.webhooks.sendgrid import SendGridWebhook
 from tests.helpers import NOW, queue_newsletter, statuses
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid(api_key="SG.test") as server:
-        yield server
-
-
-@pytest.fixture
-def signer() -> WebhookSigner:
-    return WebhookSigner()
+from tests.integration.support import sendgrid_settings, services_with
 
 
 @pytest.fixture
 def sg(settings: Settings, fake: FakeSendGrid, signer: WebhookSigner) -> Settings:
-    return settings.model_copy(
-        update={
-            "delivery": "sendgrid",
-            "sendgrid_api_key": SecretStr("SG.test"),
-            "sendgrid_host": fake.url,
-            "sendgrid_timeout": 2.0,
-            "sendgrid_webhook_public_key": signer.public_key,
-            "dispatch_batch_size": 3,
-        }
+    return sendgrid_settings(
+        settings,
+        fake,
+        sendgrid_timeout=2.0,
+        sendgrid_webhook_public_key=signer.public_key,
+        dispatch_batch_size=3,
     )
-
-
-def services_with(settings: Settings, engine: Engine, clock: FakeClock) -> Services:
-    services = build_services(settings, clock=clock.now, engine=engine)
-    services.dispatcher.sleep = lambda seconds: None
-    return services
 
 
 def report_accepted(
