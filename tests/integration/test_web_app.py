@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import os
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -138,8 +137,10 @@ def dev_services(settings: Settings, sqlite_engine: Engine) -> Services:
 def test_dev_mail_lists_and_shows_messages(dev_services: Services) -> None:
     folder = dev_services.settings.resolved_mail_dir
     older = _write_eml(folder, "0001-older.eml", "Older note", "first@example.org")
-    _write_eml(folder, "0002-newer.eml", "Newer note", "second@example.org")
-    past = time.time() - 60
+    newer = _write_eml(folder, "0002-newer.eml", "Newer note", "second@example.org")
+    # A minute before the other file, by the file system's own clock (never ours: the
+    # suite runs under a moved clock too, while the kernel stamps files with the real one).
+    past = newer.stat().st_mtime - 60
     os.utime(older, (past, past))
     (folder / "notes.txt").write_text("not a message")
 
