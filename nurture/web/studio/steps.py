@@ -61,9 +61,11 @@ def _swap(order: list[str], a: int, b: int) -> str:
     return ",".join(changed)
 
 
-@auth.login_required
-async def review(request: Request, session: Session) -> Response:
-    """``POST …/steps/review``: what the proposed order does to readers; a Confirm button."""
+async def _proposed(
+    request: Request, session: Session
+) -> Response | tuple[dict[str, str], Campaign, list[str]]:
+    """The posted form, its sequence and the order it proposes, or the answer to give
+    instead (403 without a valid form token, 404, 400 for an order that does not fit)."""
     fields = await auth.verified_form(request, session)
     campaign = await run_in_threadpool(_campaign, request)
     if campaign is None:
@@ -71,6 +73,16 @@ async def review(request: Request, session: Session) -> Response:
     order = _order(fields.get("order", ""), campaign)
     if order is None:
         return error_response(request, 400, "That order does not match this sequence's steps.")
+    return fields, campaign, order
+
+
+@auth.login_required
+async def review(request: Request, session: Session) -> Response:
+    """``POST …/steps/review``: what the proposed order does to readers; a Confirm button."""
+    proposed = await _proposed(request, session)
+    if isinstance(proposed, Response):
+        return proposed
+    _, campaign, order = proposed
     context = await run_in_threadpool(_review_context, request, campaign, order, None)
     return views.render(request, "review.html", context, session=session, section="campaigns")
 
@@ -78,13 +90,10 @@ async def review(request: Request, session: Session) -> Response:
 @auth.login_required
 async def confirm(request: Request, session: Session) -> Response:
     """``POST …/steps``: saves the confirmed order (removed steps' files go to the history)."""
-    fields = await auth.verified_form(request, session)
-    campaign = await run_in_threadpool(_campaign, request)
-    if campaign is None:
-        return error_response(request, 404)
-    order = _order(fields.get("order", ""), campaign)
-    if order is None:
-        return error_response(request, 400, "That order does not match this sequence's steps.")
+    proposed = await _proposed(request, session)
+    if isinstance(proposed, Response):
+        return proposed
+    fields, campaign, order = proposed
     changes = _arrangement_changes(campaign, order, fields.get("base"))
     return await _publish(request, session, campaign, changes, order, None, "arranged")
 
