@@ -41,33 +41,47 @@ def sort(
     """The verdict on every row taken, as of ``now``."""
     verdicts = Verdicts()
     sendable, cancel, defer = verdicts.sendable, verdicts.cancel, verdicts.defer
-    # Rows of a batch share few zones: the window verdict is computed once per zone.
+    # A batch holds few steps and few zones: what the files say of a step, and when a
+    # zone's window opens, are worked out once per batch, not once per row.
+    steps: dict[tuple[str, str, str], tuple[bool, sequencing.Window, sequencing.Days]] = {}
     opens: dict[tuple[str | None, sequencing.Window, sequencing.Days], datetime] = {}
     for row in rows:
         marketing = row.kind in MARKETING
         if row.email is None:
             cancel["no subscriber"].append(row)
-        elif row.expired:
+            continue
+        if row.expired:
             cancel["expired"].append(row)
-        elif marketing and row.status != SubscriberStatus.CONFIRMED:
+            continue
+        if marketing and row.status != SubscriberStatus.CONFIRMED:
             cancel["not subscribed"].append(row)
-        elif row.kind == OutboxKind.NEWSLETTER and not row.newsletters:
+            continue
+        if row.kind == OutboxKind.NEWSLETTER and not row.newsletters:
             cancel["newsletters off"].append(row)
-        elif not _known(catalogue, row):
+            continue
+        key = (row.kind, row.campaign, row.step)
+        step = steps.get(key)
+        if step is None:
+            known = _known(catalogue, row)
+            window, days = (
+                _window(catalogue, row, default_window) if known else (default_window, None)
+            )
+            step = steps[key] = (known, window, days)
+        known, window, days = step
+        if not known:
             cancel["no such step"].append(row)
         elif marketing:
-            window, days = _window(catalogue, row, default_window)
             if row.paused_until is not None and row.paused_until > now:
                 zone = sequencing.zone_for(row.timezone, practice_zone)
                 at = sequencing.send_time(
                     now, zone=zone, window=window, paused_until=row.paused_until, days=days
                 )
             else:
-                key = (row.timezone, window, days)
-                if key not in opens:
+                opening = (row.timezone, window, days)
+                at = opens.get(opening)  # type: ignore[assignment]
+                if at is None:
                     zone = sequencing.zone_for(row.timezone, practice_zone)
-                    opens[key] = sequencing.into_window(now, zone, window, days)
-                at = opens[key]
+                    at = opens[opening] = sequencing.into_window(now, zone, window, days)
             if at > now:
                 defer[row.id] = at
             else:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from nurture.campaigns import Catalogue
-from nurture.mail.messages import Batch, Content, Recipient, Sender
+from nurture.mail.messages import Content, Recipient, Sender
 from nurture.mail.recipients import RecipientFactory
 from nurture.rendering import Renderer
 from nurture.settings import Settings
@@ -64,6 +64,11 @@ class Composer:
             now=now,
         )
 
-    def batch(self, group: Group, rows: Sequence[Claimed], now: datetime) -> Batch:
-        content, sender, fallback = self.content(group)
-        return Batch(content, sender, [self.recipient(row, fallback, now) for row in rows])
+    def recipients_for(
+        self, group: Group, rows: Sequence[Claimed], fallback: str, now: datetime
+    ) -> list[Recipient]:
+        """Each row's :class:`Recipient`; a marketing batch's are made in one pass."""
+        if group[0] == OutboxKind.CONFIRMATION:
+            return [self.recipient(row, fallback, now) for row in rows]
+        people = [(r.email, r.public_id, r.first_name, r.id) for r in rows]
+        return self.recipients.marketing_batch(people, fallback=fallback, now=now)  # type: ignore[arg-type]

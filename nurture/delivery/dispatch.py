@@ -263,7 +263,7 @@ class Dispatcher:
             members = {r.id: r for r in sendable if (r.kind, r.campaign, r.step) == group}
             handled = len(rows) - len(sendable) + len(members)
             try:
-                batch = self.composer.batch(group, list(members.values()), now)
+                content, sender, fallback = self.composer.content(group)
             except NurtureError as exc:
                 # A content problem (a broken file deployed): keep the rows, retry later.
                 log.error("cannot render", extra={"campaign": group[1], "step": group[2]})
@@ -271,7 +271,9 @@ class Dispatcher:
                 self._retry(conn, members, retry, str(exc), now, report, expect=OutboxStatus.QUEUED)
                 return _Prepared({}, None, handled)
             outbox_ops.start_sending(conn, list(members), token=token, now=now, lease=lease)
-        return _Prepared(members, batch, handled, token)
+        # Each recipient's part (signed links): most of the work, done outside the lock.
+        recipients = self.composer.recipients_for(group, list(members.values()), fallback, now)
+        return _Prepared(members, Batch(content, sender, recipients), handled, token)
 
     def _set_aside(
         self,
@@ -385,9 +387,8 @@ class Dispatcher:
             count = 0
             for message_id, ids in sent.items():
                 count += outbox_ops.mark_group_sent(conn, ids, message_id=message_id, now=now)
-            outcomes.moved_on(
-                conn, self.catalogue, [rows[i] for g in sent.values() for i in g], now
-            )
+            went = (rows[i] for ids in sent.values() for i in ids)
+            outcomes.moved_on(conn, self.catalogue, went, now)
             still = outbox_ops.held(conn, [*refused, *retry, *unknown], token=token)
             refused = {i: e for i, e in refused.items() if i in still}
             retry = {i: a for i, a in retry.items() if i in still}

@@ -9,6 +9,7 @@ here holds the recipient's address or any part of it, only signed opaque tokens.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from email.utils import parseaddr
 
@@ -39,7 +40,10 @@ def first_name_value(name: str | None, fallback: str) -> str:
     :func:`~nurture.subscriptions.validation.clean_first_name` tidies a name before it
     is stored, so a row written before that rule still greets the same everywhere.
     """
-    return tidy_spaces(name or "") or fallback
+    # The common case first: a name with no stray white space is its own tidy form.
+    if not name:
+        return fallback
+    return " ".join(name.split()) or fallback
 
 
 class RecipientFactory:
@@ -69,25 +73,48 @@ class RecipientFactory:
         ``fallback`` replaces an empty first name ("there" in "Hi there"); ``outbox_id``
         travels in ``custom_args`` so that the provider's webhook events name the row.
         """
-        unsubscribe_token, preferences_token = self.tokens.make_each(_LINKS, public_id, now=now)
-        unsubscribe_url = self._unsubscribe + unsubscribe_token
-        return Recipient(
-            email=email,
-            values={
-                "first_name": first_name_value(first_name, fallback),
-                "unsubscribe_url": unsubscribe_url,
-                "preferences_url": self._preferences + preferences_token,
-            },
-            headers={
-                "List-Unsubscribe": (
-                    f"<{unsubscribe_url}>, "
-                    f"<mailto:unsubscribe+{unsubscribe_token}@{self._mailto_domain}>"
-                ),
-                "List-Unsubscribe-Post": ONE_CLICK,
-            },
-            custom_args={} if outbox_id is None else {"outbox_id": str(outbox_id)},
-            outbox_id=outbox_id,
-        )
+        people = [(email, public_id, first_name, outbox_id)]
+        return self.marketing_batch(people, fallback=fallback, now=now)[0]
+
+    def marketing_batch(
+        self,
+        people: Iterable[tuple[str, str, str | None, int | None]],
+        *,
+        fallback: str,
+        now: datetime | None = None,
+    ) -> list[Recipient]:
+        """:meth:`marketing` for each (email, public_id, first_name, outbox_id), at ``now``.
+
+        A batch's recipients share the instant their links are signed at, so the
+        signing is set up once (:meth:`~nurture.mail.tokens.Tokens.signing`) and the
+        loop below is all that a million recipients pay for.
+        """
+        sign = self.tokens.signing(_LINKS, now=now)
+        unsubscribe, preferences = self._unsubscribe, self._preferences
+        mailto = "@" + self._mailto_domain + ">"
+        made = []
+        for email, public_id, first_name, outbox_id in people:
+            unsubscribe_token, preferences_token = sign(public_id)
+            unsubscribe_url = unsubscribe + unsubscribe_token
+            made.append(
+                Recipient(
+                    email,
+                    {
+                        "first_name": first_name_value(first_name, fallback),
+                        "unsubscribe_url": unsubscribe_url,
+                        "preferences_url": preferences + preferences_token,
+                    },
+                    {
+                        "List-Unsubscribe": (
+                            f"<{unsubscribe_url}>, <mailto:unsubscribe+{unsubscribe_token}{mailto}"
+                        ),
+                        "List-Unsubscribe-Post": ONE_CLICK,
+                    },
+                    {} if outbox_id is None else {"outbox_id": str(outbox_id)},
+                    outbox_id,
+                )
+            )
+        return made
 
     def confirmation(
         self,

@@ -215,13 +215,16 @@ class Provider(ABC):
         # A loop rather than recursion: a provider that names one culprit per answer
         # would otherwise recurse once per bad address.
         while pending:
-            part = [chunk[i] for i in pending]
+            whole = len(pending) == len(chunk)
+            part = list(chunk) if whole else [chunk[i] for i in pending]
             try:
                 results = self.send_chunk(_with(batch, part))
                 if len(results) != len(part):
                     raise RuntimeError(
                         f"{self.name} returned {len(results)} results for {len(part)}"
                     )
+                if whole:
+                    return results  # nearly always: the whole chunk answered for at once
             except ConfigurationError:
                 raise
             except Exception as exc:

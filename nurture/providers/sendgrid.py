@@ -116,7 +116,7 @@ class SendGridProvider(Provider):
         content = batch.content
         keys = _Keys(content)
         body: dict[str, Any] = {
-            "personalizations": [_personalization(r, keys) for r in batch.recipients],
+            "personalizations": _personalizations(batch.recipients, keys),
             "from": {"email": batch.sender.email, "name": batch.sender.name},
             "subject": batch.subject,
             # SendGrid wants text/plain first, then text/html; empty parts are invalid.
@@ -209,15 +209,20 @@ class _Keys:
 
     def substitutions(self, values: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
+        known = self._keys
         for name, value in values.items():
-            keys = self._keys.get(name)
+            keys = known.get(name)
             if keys is None:
-                keys = self._keys[name] = self._lookup(name)
+                keys = known[name] = self._lookup(name)
             plain, in_html = keys
             if plain is not None:
                 out[plain] = value
             if in_html is not None:
-                out[in_html] = _escape(value)
+                # Most values (URLs with URL-safe tokens, most names) need no escaping;
+                # looking is cheaper than escaping.
+                if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
+                    value = html.escape(value, quote=True)
+                out[in_html] = value
         return out
 
     def _lookup(self, name: str) -> tuple[str | None, str | None]:
@@ -229,33 +234,29 @@ class _Keys:
         return found[0], found[1]
 
 
-def _escape(value: str) -> str:
-    # Most values (URLs with URL-safe tokens, most names) need no escaping; looking is
-    # cheaper than escaping.
-    if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
-        return html.escape(value, quote=True)
-    return value
-
-
-def _personalization(recipient: Recipient, keys: _Keys) -> dict[str, Any]:
-    # The per-recipient hot loop: keep it to dict literals and no copies.
-    # The base class refused every address header_address cannot write, so this never
-    # raises; it punycodes an IDN domain.
-    entry: dict[str, Any] = {"to": [{"email": header_address(recipient.email, smtputf8=False)}]}
-    if recipient.values:
-        values = keys.substitutions(recipient.values)
-        if values:
-            entry["substitutions"] = values
-    if recipient.headers:
-        entry["headers"] = recipient.headers
-    args = recipient.custom_args
-    if recipient.outbox_id is not None and "outbox_id" not in args:
-        args = {**args, "outbox_id": str(recipient.outbox_id)}
-    if args:
-        # Strings only (SendGrid refuses anything else): Recipient.custom_args is typed
-        # dict[str, str], so no per-recipient check on this path.
-        entry["custom_args"] = args
-    return entry
+def _personalizations(recipients: list[Recipient], keys: _Keys) -> list[dict[str, Any]]:
+    # The per-recipient hot loop: dict literals, locals, and no copies.
+    substitutions = keys.substitutions
+    made = []
+    for recipient in recipients:
+        # The base class refused every address header_address cannot write, so this
+        # never raises; it punycodes an IDN domain.
+        entry: dict[str, Any] = {"to": [{"email": header_address(recipient.email, smtputf8=False)}]}
+        if recipient.values:
+            values = substitutions(recipient.values)
+            if values:
+                entry["substitutions"] = values
+        if recipient.headers:
+            entry["headers"] = recipient.headers
+        args = recipient.custom_args
+        if recipient.outbox_id is not None and "outbox_id" not in args:
+            args = {**args, "outbox_id": str(recipient.outbox_id)}
+        if args:
+            # Strings only (SendGrid refuses anything else): Recipient.custom_args is
+            # typed dict[str, str], so no per-recipient check on this path.
+            entry["custom_args"] = args
+        made.append(entry)
+    return made
 
 
 def _tracking(enabled: bool) -> dict[str, Any]:

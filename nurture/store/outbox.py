@@ -18,7 +18,7 @@ what happened.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -126,7 +126,18 @@ def take(
     params = {"now": now, "stale_before": now - give_up, "limit": limit}
     if only_ids is not None:
         params["ids"] = sql.ids(conn, only_ids)
-    return list(map(Claimed._make, conn.execute(query, params).all()))
+    taken = list(map(Claimed._make, conn.execute(query, params).all()))
+    for i, row in enumerate(taken):
+        if row.paused_until is not None:  # untyped in the query: see outbox_sql.take
+            taken[i] = row._replace(paused_until=as_utc(row.paused_until))
+    return taken
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A time as the database gave it untyped (text on SQLite, naive on PostgreSQL)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
 
 
 def start_sending(

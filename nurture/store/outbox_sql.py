@@ -9,7 +9,6 @@ marking ``sending`` and marking ``sent`` are built once, with every value a para
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,9 +25,11 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import NullType
 
 from nurture.store.schema import QUEUED_ROWS, outbox, subscribers
 from nurture.store.statuses import OutboxStatus
@@ -41,7 +42,10 @@ _NOW = bindparam("now", type_=outbox.c.due_at.type)
 
 def ids(conn: Connection, values: Sequence[int]) -> Any:
     """The ``ids`` parameter: an array on PostgreSQL, a JSON list on SQLite."""
-    return list(values) if conn.dialect.name == "postgresql" else json.dumps(list(values))
+    if conn.dialect.name == "postgresql":
+        return list(values)
+    # What json.dumps writes for a list of ints, several times faster.
+    return "[" + ",".join(map(str, map(int, values))) + "]"
 
 
 def _among_ids(dialect: str) -> Any:
@@ -73,7 +77,12 @@ def take(dialect: str, only: bool) -> Any:
             subscribers.c.first_name,
             subscribers.c.timezone,
             subscribers.c.status,
-            case((subscribers.c.paused_until > _NOW, subscribers.c.paused_until), else_=None),
+            # Untyped: the type's conversion would run for every row, and nearly every
+            # value is NULL; outbox.take converts the few that are not.
+            type_coerce(
+                case((subscribers.c.paused_until > _NOW, subscribers.c.paused_until), else_=None),
+                NullType(),
+            ),
             subscribers.c.newsletters,
             outbox.c.created_at <= stale_before,
         )

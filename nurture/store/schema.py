@@ -137,7 +137,12 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="SET NULL")),
+    # No foreign key: its check ran once per row planned (a third of the time a
+    # million-row newsletter took to plan on PostgreSQL). Rows point at subscribers by
+    # construction (planning copies them from the subscribers table), erasing a
+    # subscriber clears their rows' id (store.subscribers.remove), and dispatch cancels a
+    # row whose subscriber is gone ("no subscriber").
+    Column("subscriber_id", Id),
     # sequence, newsletter (marketing) or confirmation (transactional)
     Column("kind", String(16), nullable=False),
     Column("campaign", String(100), nullable=False),

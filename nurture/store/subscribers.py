@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, delete, func, select, update
 
 from nurture.store import folding
-from nurture.store.schema import consents, enrolments, subscribers
+from nurture.store.schema import consents, enrolments, outbox, subscribers
 from nurture.store.upsert import insert_ignore
 
 
@@ -91,6 +91,11 @@ def remove(conn: Connection, subscriber_id: int) -> None:
     "stopped after" numbers survive the erasure (:func:`folding.fold_stops`).
     """
     folding.fold_stops(conn, subscriber_id)
+    # The outbox has no foreign key to do this (see schema.outbox): its rows keep their
+    # counts for the statistics, and no id that SQLite could give a new subscriber.
+    conn.execute(
+        update(outbox).where(outbox.c.subscriber_id == subscriber_id).values(subscriber_id=None)
+    )
     conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
 
 
