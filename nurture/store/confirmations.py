@@ -44,14 +44,13 @@ def keep_details(
     timezone: str | None,
 ) -> None:
     """Keeps the details a sign-up form carried with the confirmation it queued."""
-    conn.execute(
-        insert(confirmation_details).values(
-            outbox_id=outbox_id,
-            subscriber_id=subscriber_id,
-            first_name=first_name,
-            timezone=timezone,
-        )
-    )
+    values = {
+        "outbox_id": outbox_id,
+        "subscriber_id": subscriber_id,
+        "first_name": first_name,
+        "timezone": timezone,
+    }
+    conn.execute(insert(confirmation_details), values)
 
 
 def details_of_link(

@@ -8,6 +8,7 @@ The queue as a whole (planning's inserts, dispatch, reconciliation) is
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import Connection, Row, select, update
 
 from nurture.store.schema import outbox, webhook_events
 from nurture.store.statuses import WAITING, OutboxKind, OutboxStatus
-from nurture.store.upsert import insert_ignore
+from nurture.store.upsert import insert_ignore_for
 
 
 def subscriber_of(conn: Connection, outbox_id: int) -> int | None:
@@ -29,21 +30,24 @@ def queue_confirmation(
     conn: Connection, subscriber_id: int, *, campaign: str, step: str, now: datetime
 ) -> int | None:
     """Queues a confirmation email due now; ``None`` when that (campaign, step) exists."""
-    return conn.execute(
-        insert_ignore(conn, outbox)
-        .values(
-            subscriber_id=subscriber_id,
-            kind=OutboxKind.CONFIRMATION,
-            campaign=campaign,
-            step=step,
-            due_at=now,
-            status=OutboxStatus.QUEUED,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(outbox.c.id)
-    ).scalar()
+    values = {
+        "subscriber_id": subscriber_id,
+        "kind": OutboxKind.CONFIRMATION.value,
+        "campaign": campaign,
+        "step": step,
+        "due_at": now,
+        "status": OutboxStatus.QUEUED.value,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return conn.execute(_queue(conn.dialect.name), values).scalar()
+
+
+@functools.cache
+def _queue(dialect: str) -> Any:
+    # Built once, the values given with each execution: one per sign-up.
+    return insert_ignore_for(dialect, outbox).returning(outbox.c.id)
 
 
 def confirmation_campaign(

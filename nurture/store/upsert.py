@@ -18,11 +18,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 def insert_ignore(conn: Connection, table: Table) -> Any:
     """An insert statement that skips rows violating a unique constraint."""
-    return _insert_ignore(conn.dialect.name, table)
+    return insert_ignore_for(conn.dialect.name, table)
 
 
 @functools.cache
-def _insert_ignore(dialect: str, table: Table) -> Any:
+def insert_ignore_for(dialect: str, table: Table) -> Any:
     # Built once per table (statements are immutable; callers add to a copy): a sign-up
     # makes several inserts, and building one costs more than SQLite takes to run it.
     if dialect == "postgresql":
