@@ -29,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType
 
 from nurture.store.schema import QUEUED_ROWS, outbox, subscribers
@@ -96,6 +97,37 @@ def take(dialect: str, only: bool) -> Any:
     if dialect == "postgresql":
         query = query.with_for_update(skip_locked=True, of=outbox)
     return query
+
+
+def take_on_sqlite(dialect: Dialect, only: bool, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """:func:`take` as SQL text and its positional arguments, for the DB-API cursor.
+
+    The rows come back as plain tuples with no conversion: the few times in them are
+    converted by ``outbox.take``, and the flags are 0 and 1.
+    """
+    text, names, convert, constants = _compiled_take(dialect, only)
+    values = {**constants, **params}
+    return text, [convert[name](values[name]) for name in names]
+
+
+@functools.cache
+def _compiled_take(
+    dialect: Dialect, only: bool
+) -> tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]:
+    compiled = take(dialect.name, only).compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    convert = {}
+    for name in names:
+        processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        convert[name] = processor or _same
+    # The statement's own constants (its OFFSET 0) are the parameters not passed in.
+    passed = dict.fromkeys(("now", "stale_before", "limit", "ids"))
+    constants = {k: v for k, v in compiled.construct_params(passed).items() if k not in passed}
+    return compiled.string, names, convert, constants
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @functools.cache

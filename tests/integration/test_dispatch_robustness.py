@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from nurture.delivery import planning
 from nurture.exceptions import ConfigurationError
@@ -20,6 +20,7 @@ from nurture.mail.messages import Batch
 from nurture.providers.base import SendResult
 from nurture.runtime import jobs
 from nurture.settings import Settings
+from nurture.store import outbox as outbox_ops
 from nurture.store.schema import enrolments, outbox, subscribers, suppressions
 from nurture.testing import FakeClock, FakeProvider
 from nurture.webhooks.base import DeliveryEvent
@@ -27,6 +28,7 @@ from tests.helpers import (
     NOW,
     Collector,
     add_confirmed,
+    add_outbox,
     queue_newsletter,
     sends_to,
     serve_smtp,
@@ -294,3 +296,31 @@ def test_newsletter_planning_goes_by_chunks_and_resumes_after_a_crash(
         run = conn.execute(select(newsletter_runs)).one()
     assert sorted(planned) == list(range(1, 11))
     assert (run.done, run.recipients) == (True, 10)
+
+
+def test_taking_rows_compares_and_reads_times_as_they_are_stored(engine: Engine) -> None:
+    """Rows are taken through the driver on SQLite: a row due on the very second is due,
+    one due a microsecond later is not, and a running pause comes back as an aware time."""
+    now = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)  # a whole second: no microseconds
+    paused = now + timedelta(days=3, microseconds=250)
+    with engine.begin() as conn:
+        subscriber_id = conn.execute(
+            insert(subscribers)
+            .values(
+                public_id="p-take",
+                email="take@example.org",
+                status="confirmed",
+                paused_until=paused,
+                created_at=now,
+            )
+            .returning(subscribers.c.id)
+        ).scalar_one()
+    due = add_outbox(engine, subscriber_id, "one", "queued", due_at=now, created_at=now)
+    later = now + timedelta(microseconds=1)
+    add_outbox(engine, subscriber_id, "two", "queued", due_at=later, created_at=now)
+    with engine.begin() as conn:
+        taken = outbox_ops.take(conn, now=now, limit=10)
+    assert [row.id for row in taken] == [due]
+    assert taken[0].paused_until == paused
+    assert taken[0].email == "take@example.org"
+    assert not taken[0].expired and not taken[0].stale
