@@ -49,10 +49,11 @@ test: install lint typecheck
 	$(BIN)/pytest -q
 
 # The newsletter against the floor (benchmarks/floor.py) on each backend; CURVE=1 runs
-# 10k, 100k and 1M instead of N. Then scheduler ticks, webhook ingestion and sign-up.
+# 10k, 100k and 1M instead of N; REPEAT=R keeps the best of R runs of each (a shared
+# machine is noisy). Then scheduler ticks, webhook ingestion and sign-up.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.hot_paths
-	$(BIN)/python -m benchmarks.newsletter --n $(N) $(if $(CURVE),--curve,)
+	$(BIN)/python -m benchmarks.newsletter --n $(N) $(if $(CURVE),--curve,) $(if $(REPEAT),--repeat $(REPEAT),)
 	$(BIN)/python -m benchmarks.ticks
 	$(BIN)/python -m benchmarks.web
 

@@ -16,20 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    and_,
-    exists,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    text,
-    true,
-    update,
-)
+from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, text, true, update
 
 from nurture.store.schema import QUEUED_ROWS, newsletter_runs, outbox, subscribers
 from nurture.store.statuses import OutboxKind, OutboxStatus, SubscriberStatus
@@ -176,22 +163,7 @@ def insert_newsletter_rows(
         literal(now, outbox.c.created_at.type),
         literal(now, outbox.c.updated_at.type),
     ).where(_chunk(send_at, first, last), or_(*matches))
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert_ignore(conn, outbox).from_select(_COLUMNS, source))
-        return
-    # PostgreSQL: an anti-join, not ON CONFLICT DO NOTHING, whose speculative insertion
-    # cost a fifth of the planning time. Safe because planners of one newsletter take
-    # turns on its newsletter_runs row; the unique key still refuses a duplicate (the
-    # chunk would roll back and be planned again), it is just never asked to skip one.
-    planned = outbox.alias("planned")
-    source = source.where(
-        ~exists().where(
-            planned.c.subscriber_id == subscribers.c.id,
-            planned.c.campaign == campaign,
-            planned.c.step == slug,
-        )
-    )
-    conn.execute(insert(outbox).from_select(_COLUMNS, source))
+    conn.execute(insert_ignore(conn, outbox).from_select(_COLUMNS, source))
 
 
 def count_newsletter_rows(
