@@ -243,11 +243,8 @@ class Dispatcher:
         self, index: int, size: int, report: DispatchReport, *, only: Sequence[int] | None = None
     ) -> _Prepared | None:
         """One transaction: take due rows, set aside what must not go now, and mark one
-        step's rows ``sending`` (committed before anything leaves). ``None``: nothing due.
-
-        Rows of other steps taken along stay queued, untouched, for the next round: one
-        provider request carries one step's content.
-        """
+        step's rows ``sending``, committed before anything leaves (one request carries one
+        step: rows of other steps stay queued for the next round). ``None``: nothing due."""
         now = self.clock()
         token = self._token(index)
         lease = timedelta(seconds=self.settings.lease_seconds)
@@ -272,8 +269,20 @@ class Dispatcher:
                 return _Prepared({}, None, handled)
             outbox_ops.start_sending(conn, list(members), token=token, now=now, lease=lease)
         # Each recipient's part (signed links): most of the work, done outside the lock.
-        recipients = self.composer.recipients_for(group, list(members.values()), fallback, now)
+        try:
+            recipients = self.composer.recipients_for(group, list(members.values()), fallback, now)
+        except BaseException:
+            self._give_back(members, token, "not sent: the batch could not be built")
+            raise
         return _Prepared(members, Batch(content, sender, recipients), handled, token)
+
+    def _give_back(self, rows: dict[int, outbox_ops.Claimed], token: str, error: str) -> None:
+        """Rows marked ``sending`` that never left go straight back to the queue."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            due = dict.fromkeys(rows, now)
+            expect = OutboxStatus.SENDING
+            outbox_ops.requeue(conn, due, now=now, expect=expect, error=error, token=token)
 
     def _set_aside(
         self,
@@ -308,16 +317,7 @@ class Dispatcher:
         except ConfigurationError:
             # A refused API key: the provider raises it only before anything was handed
             # over, so the rows go straight back to the queue, and the pass stops loudly.
-            now = self.clock()
-            with self.engine.begin() as conn:
-                outbox_ops.requeue(
-                    conn,
-                    dict.fromkeys(prepared.rows, now),
-                    now=now,
-                    expect=OutboxStatus.SENDING,
-                    error="not sent: provider error",
-                    token=prepared.token,
-                )
+            self._give_back(prepared.rows, prepared.token, "not sent: provider error")
             raise
         report.add(batches=1)
         return self._record(prepared.rows, results, report, prepared.token)

@@ -105,15 +105,20 @@ def take_on_sqlite(dialect: Dialect, only: bool, params: dict[str, Any]) -> tupl
     The rows come back as plain tuples with no conversion: the few times in them are
     converted by ``outbox.take``, and the flags are 0 and 1.
     """
-    text, names, convert, constants = _compiled_take(dialect, only)
+    key = (dialect.name, only)
+    compiled = _COMPILED_TAKES.get(key)
+    if compiled is None:  # once per process: every SQLite engine compiles it alike
+        compiled = _COMPILED_TAKES[key] = _compiled_take(dialect, only)
+    text, names, convert, constants = compiled
     values = {**constants, **params}
     return text, [convert[name](values[name]) for name in names]
 
 
-@functools.cache
-def _compiled_take(
-    dialect: Dialect, only: bool
-) -> tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]:
+_Compiled = tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]
+_COMPILED_TAKES: dict[tuple[str, bool], _Compiled] = {}
+
+
+def _compiled_take(dialect: Dialect, only: bool) -> _Compiled:
     compiled = take(dialect.name, only).compile(dialect=dialect)
     names = tuple(compiled.positiontup or ())
     convert = {}

@@ -94,6 +94,11 @@ def existing_emails(conn: Connection, emails: Sequence[str]) -> set[str]:
 
 def change(conn: Connection, subscriber_id: int, **values: Any) -> None:
     """Updates columns of one subscriber."""
+    # Plain values only, given with the execution: a name that is not a column would be
+    # ignored there without a word, so it is refused here.
+    unknown = values.keys() - subscribers.c.keys()
+    if unknown:
+        raise ValueError(f"not columns of subscribers: {sorted(unknown)}")
     if values:
         conn.execute(_CHANGE, {"subscriber": subscriber_id, **values})
 

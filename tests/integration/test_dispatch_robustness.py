@@ -160,6 +160,30 @@ def test_a_refused_key_in_a_worker_thread_fails_the_pass(
     assert not services.dispatcher.stopping  # a failed pass is not a shutdown
 
 
+def test_a_batch_that_cannot_be_built_goes_back_to_the_queue(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recipients are built after the rows are marked ``sending``: a failure there (a bug,
+    memory) must hand them straight back, not leave them to expire into ``unknown``."""
+    queue_newsletter(engine, 5)
+    clock = FakeClock(NOW)
+    provider = FakeProvider()
+    services = services_for(settings, engine, clock, provider)
+    composer = services.dispatcher.composer
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise MemoryError("no room for the batch")
+
+    monkeypatch.setattr(composer, "recipients_for", broken)
+    with pytest.raises(MemoryError):
+        services.dispatcher.dispatch()
+    assert statuses(engine) == {"queued": 5}
+    assert provider.sent == []
+    monkeypatch.undo()
+    assert services.dispatcher.dispatch().sent == 5
+    assert statuses(engine) == {"sent": 5}
+
+
 def test_smtp_connection_is_never_shared_between_threads(
     settings: Settings, engine: Engine
 ) -> None:

@@ -28,3 +28,36 @@ def test_postgres_migration_matches_metadata(postgres_schema_url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {t.name for t in metadata.sorted_tables} <= tables
     engine.dispose()
+
+
+def test_rebuilding_the_outbox_on_sqlite_keeps_every_row(tmp_path: Path) -> None:
+    """0007 rebuilds the outbox on SQLite (batch mode, to drop its foreign key): no row of
+    it, nor of a table that refers to it (a pending sign-up's details), may be lost."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    database.upgrade(url, "0006")
+    engine = database.make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO subscribers (id, public_id, email, status, newsletters, created_at)"
+            " VALUES (1, 'p1', 'a@example.org', 'pending', 1, '2026-12-01 10:00:00.000000')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO outbox (id, subscriber_id, kind, campaign, step, due_at, status,"
+            " attempts, created_at, updated_at) VALUES (7, 1, 'confirmation', 'c', 'confirm-1',"
+            " '2026-12-01 10:00:00.000000', 'sent', 1, '2026-12-01 10:00:00.000000',"
+            " '2026-12-01 10:00:00.000000')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO confirmation_details (outbox_id, subscriber_id, first_name, timezone)"
+            " VALUES (7, 1, 'Sam', 'Europe/London')"
+        )
+    engine.dispose()
+    database.upgrade(url)
+    engine = database.make_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT id FROM outbox").scalars().all() == [7]
+        details = conn.exec_driver_sql("SELECT outbox_id, first_name FROM confirmation_details")
+        assert details.all() == [(7, "Sam")]
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert not inspect(engine).get_foreign_keys("outbox")
+    engine.dispose()

@@ -13,6 +13,7 @@ from nurture.exceptions import SubscriptionError, TokenError, TokenExpired
 from nurture.mail.tokens import Tokens
 from nurture.settings import Settings
 from nurture.store import consents as consent_ops
+from nurture.store import subscribers as subscriber_ops
 from nurture.store import suppressions as suppression_ops
 from nurture.store.schema import consents, enrolments, outbox, subscribers, suppressions
 from nurture.subscriptions import Subscriptions
@@ -806,3 +807,16 @@ def test_ip_addresses_are_purged_after_retention(engine: Engine, settings: Setti
         (None, "ua"),
         ("198.51.100.1", "ua"),
     ]
+
+
+def test_changing_a_subscriber_refuses_a_name_that_is_not_a_column(
+    service: Subscriptions, engine: Engine
+) -> None:
+    """The statement is built once and the values given with it, where a misspelt name
+    would be ignored without a word: it is refused, and nothing changes."""
+    row = confirmed(service)
+    with engine.begin() as conn, pytest.raises(ValueError, match="firstname"):
+        subscriber_ops.change(conn, row.id, firstname="Ann")
+    with engine.begin() as conn:
+        subscriber_ops.change(conn, row.id, first_name="Ann")
+    assert subscriber(engine, row.email).first_name == "Ann"
