@@ -9,11 +9,13 @@ the substitution itself from ``personalizations[].substitutions``.
 
 from __future__ import annotations
 
+import binascii
 import html
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
-from email import errors, policy, quoprimime
+from email import errors, policy
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.utils import formatdate, make_msgid
@@ -227,7 +229,7 @@ class Batch:
         if self.sender.reply_to:
             msg["Reply-To"] = shared["Reply-To"]
         msg["Subject"] = shared["Subject"]
-        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Date"] = _date_header()
         msg["Message-ID"] = message_id or make_msgid(domain=self.sender.email.rpartition("@")[2])
         try:
             for name, value in recipient.headers.items():
@@ -256,6 +258,20 @@ class Batch:
         return MESSAGE_POLICY.header_factory("Content-Type", value)
 
 
+_date: tuple[int, Any] = (-1, None)
+
+
+def _date_header() -> Any:
+    """This second's ``Date`` header, made (parsed) once a second, not once a message."""
+    global _date
+    second = int(time.time())
+    made, header = _date
+    if made != second:
+        header = MESSAGE_POLICY.header_factory("Date", formatdate(second, usegmt=True))
+        _date = (second, header)
+    return header
+
+
 def _text_part(body: str, subtype: str) -> MIMEPart:
     """A text part as ``set_content(body, subtype, charset="utf-8", cte="quoted-printable")``
     makes it (email.contentmanager), with headers made once."""
@@ -263,10 +279,10 @@ def _text_part(body: str, subtype: str) -> MIMEPart:
     part["Content-Type"] = _STRUCTURE[subtype]
     part["Content-Transfer-Encoding"] = _STRUCTURE["quoted-printable"]
     lines = body.encode("utf-8").splitlines()
-    normal = (b"\n".join(lines) + b"\n").decode("latin-1")
-    # 76: RFC 2045's limit for a quoted-printable line (set_content would use the
+    # binascii's encoder (C) rather than email.quoprimime's: the same encoding, with
+    # lines of at most 76 characters, RFC 2045's limit (set_content would use the
     # policy's 998, which is for headers here, and make lines some filters distrust).
-    part.set_payload(quoprimime.body_encode(normal, 76))
+    part.set_payload(binascii.b2a_qp(b"\n".join(lines) + b"\n", istext=True).decode("ascii"))
     return part
 
 

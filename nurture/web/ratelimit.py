@@ -36,6 +36,8 @@ class SlidingWindow:
     (which can only ever let a request through, never refuse one wrongly).
     """
 
+    waits = False  # memory only: cheaper to count on the event loop than to hand over
+
     def __init__(
         self,
         limit: int,

@@ -20,6 +20,9 @@ from nurture.web.ratelimit import SlidingWindow
 
 
 class Limiter(Protocol):
+    #: Whether :meth:`hit` waits on I/O (a query), and so belongs off the event loop.
+    waits: bool
+
     def hit(self, key: str) -> int | None:
         """Counts one request; ``None`` when allowed, else whole seconds until one is."""
         ...
@@ -27,6 +30,8 @@ class Limiter(Protocol):
 
 class DatabaseWindow:
     """:class:`SlidingWindow`'s rule, counted in the database for every process."""
+
+    waits = True
 
     def __init__(
         self, engine: Engine, limit: int, window: float, *, clock: Callable[[], datetime]

@@ -99,7 +99,8 @@ async def subscribe(request: Request) -> Response:
         "accept", ""
     )
     ip = pages.client_ip(request)
-    retry = await run_in_threadpool(pages.limiter.hit, rate_key(ip))  # on PostgreSQL: a query
+    limiter, key = pages.limiter, rate_key(ip)
+    retry = await run_in_threadpool(limiter.hit, key) if limiter.waits else limiter.hit(key)
     if retry is not None:
         return pages.error(request, 429, _TOO_MANY, as_json=as_json, retry_after=retry)
     try:
