@@ -70,5 +70,6 @@ class Composer:
         """Each row's :class:`Recipient`; a marketing batch's are made in one pass."""
         if group[0] == OutboxKind.CONFIRMATION:
             return [self.recipient(row, fallback, now) for row in rows]
+        # Rows that passed checks.sort have a subscriber: their email and public_id are set.
         people = [(r.email, r.public_id, r.first_name, r.id) for r in rows]
         return self.recipients.marketing_batch(people, fallback=fallback, now=now)  # type: ignore[arg-type]

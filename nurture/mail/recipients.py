@@ -40,7 +40,7 @@ def first_name_value(name: str | None, fallback: str) -> str:
     :func:`~nurture.subscriptions.validation.clean_first_name` tidies a name before it
     is stored, so a row written before that rule still greets the same everywhere.
     """
-    # The common case first: a name with no stray white space is its own tidy form.
+    # tidy_spaces, inlined: this runs once for each recipient of a newsletter.
     if not name:
         return fallback
     return " ".join(name.split()) or fallback

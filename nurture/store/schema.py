@@ -137,8 +137,8 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    # No foreign key: its check ran once per row planned (a third of the time a
-    # million-row newsletter took to plan on PostgreSQL). Rows point at subscribers by
+    # No foreign key: its check ran once per row planned (over a third of the time a
+    # newsletter took to plan on PostgreSQL). Rows point at subscribers by
     # construction (planning copies them from the subscribers table), erasing a
     # subscriber clears their rows' id (store.subscribers.remove), and dispatch cancels a
     # row whose subscriber is gone ("no subscriber").
