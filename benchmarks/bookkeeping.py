@@ -21,10 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from benchmarks import floor
-from benchmarks.newsletter import bench_settings, database_for, libpq_url, seed
-from nurture.campaigns import load_catalogue
+from benchmarks.newsletter import database_for, floor_target, seeded
 from nurture.delivery import planning
-from nurture.store import database
 from nurture.store import outbox as outbox_ops
 
 BATCH = 1000
@@ -32,44 +30,31 @@ BATCH = 1000
 
 def ours(backend: str, n: int) -> dict[str, float]:
     """Seconds spent planning, taking, marking sending and marking sent; CPU seconds."""
-    workdir = Path(tempfile.mkdtemp(prefix="nurture-bookkeeping-"))
-    try:
-        with database_for(backend, workdir) as url:
-            settings = bench_settings(workdir, url, "http://127.0.0.1:9")
-            database.upgrade(url)
-            engine = database.make_engine(url)
-            seed(engine, n)
-            catalogue = load_catalogue(settings)
-            letter = next(iter(catalogue.newsletters.values()))
-            now = letter.send_at + timedelta(minutes=1)
-            lease = timedelta(minutes=5)
-            cpu = os.times()
-            started = time.perf_counter()
-            planning.plan_newsletters(engine, catalogue, settings, now=now)
-            times = {"plan": time.perf_counter() - started, "take": 0.0, "sending": 0.0}
-            times["sent"] = 0.0
-            while True:
-                a = time.perf_counter()
-                with engine.begin() as conn:
-                    rows = outbox_ops.take(conn, now=now, limit=BATCH)
-                    b = time.perf_counter()
-                    if not rows:
-                        break
-                    ids = [row.id for row in rows]
-                    outbox_ops.start_sending(conn, ids, token="bench:1:0:1", now=now, lease=lease)
-                c = time.perf_counter()
-                with engine.begin() as conn:
-                    outbox_ops.mark_group_sent(conn, ids, message_id="bench-message", now=now)
-                d = time.perf_counter()
-                times["take"] += b - a
-                times["sending"] += c - b
-                times["sent"] += d - c
-            times["total"] = time.perf_counter() - started
-            times["cpu"] = sum(os.times()[:2]) - sum(cpu[:2])
-            engine.dispose()
-            return times
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with seeded(backend, n, "http://127.0.0.1:9") as ready:
+        engine, now, lease = ready.engine, ready.now, timedelta(minutes=5)
+        cpu = os.times()
+        started = time.perf_counter()
+        planning.plan_newsletters(engine, ready.catalogue, ready.settings, now=now)
+        times = {"plan": time.perf_counter() - started, "take": 0.0, "sending": 0.0, "sent": 0.0}
+        while True:
+            a = time.perf_counter()
+            with engine.begin() as conn:
+                rows = outbox_ops.take(conn, now=now, limit=BATCH)
+                b = time.perf_counter()
+                if not rows:
+                    break
+                ids = [row.id for row in rows]
+                outbox_ops.start_sending(conn, ids, token="bench:1:0:1", now=now, lease=lease)
+            c = time.perf_counter()
+            with engine.begin() as conn:
+                outbox_ops.mark_group_sent(conn, ids, message_id="bench-message", now=now)
+            d = time.perf_counter()
+            times["take"] += b - a
+            times["sending"] += c - b
+            times["sent"] += d - c
+        times["total"] = time.perf_counter() - started
+        times["cpu"] = sum(os.times()[:2]) - sum(cpu[:2])
+        return times
 
 
 def floors(backend: str, n: int) -> float:
@@ -77,10 +62,7 @@ def floors(backend: str, n: int) -> float:
     workdir = Path(tempfile.mkdtemp(prefix="nurture-bookkeeping-floor-"))
     try:
         with database_for(backend, workdir) as url:
-            if backend == "sqlite":
-                book = floor._sqlite_book(str(workdir / "floor.db"))
-            else:
-                book = floor._postgres_book(libpq_url(url))
+            book = floor.bookkeeper(backend, floor_target(backend, workdir, url))
             conn = book.connect()
             started = time.perf_counter()
             for first in range(0, n, BATCH):

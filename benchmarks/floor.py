@@ -116,9 +116,14 @@ def _signer(key: bytes, purpose: str) -> Callable[[bytes], str]:
     return sign
 
 
+def bookkeeper(backend: str, db_url: str) -> _Book:
+    """The floor's table on ``backend``; ``db_url`` is a SQLite path or a libpq URL."""
+    return _sqlite_book(db_url) if backend == "sqlite" else _postgres_book(db_url)
+
+
 def run(backend: str, n: int, db_url: str, fake_url: str, *, html: str, text: str) -> Floor:
     """Sends N emails the least-work way; ``db_url`` is a SQLite path or a libpq URL."""
-    book = _sqlite_book(db_url) if backend == "sqlite" else _postgres_book(db_url)
+    book = bookkeeper(backend, db_url)
     unsubscribe, preferences = _signer(b"floor", "unsub"), _signer(b"floor", "prefs")
     base = "https://mail.example-practice.com"
     target = urllib.parse.urlsplit(fake_url)

@@ -31,14 +31,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
 from benchmarks import floor
-from nurture.campaigns import load_catalogue
+from nurture.campaigns import Catalogue, load_catalogue
 from nurture.delivery import planning
 from nurture.delivery.dispatch import Dispatcher
 from nurture.mail.recipients import RecipientFactory
@@ -158,55 +158,73 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(backend: str, n: int, url_of_fake: str) -> Result:
+@dataclass
+class Seeded:
+    """A seeded database, ready for a newsletter (see :func:`seeded`)."""
+
+    engine: Engine
+    settings: Settings
+    catalogue: Catalogue
+    now: datetime
+
+
+@contextmanager
+def seeded(backend: str, n: int, url_of_fake: str) -> Iterator[Seeded]:
+    """A fresh database with N confirmed subscribers, and a minute after the first
+    newsletter's send time; everything is removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="nurture-bench-"))
     try:
         with database_for(backend, workdir) as url:
             settings = bench_settings(workdir, url, url_of_fake)
             database.upgrade(url)
             engine = database.make_engine(url)
-            seed(engine, n)
-            catalogue = load_catalogue(settings)
-            letter = next(iter(catalogue.newsletters.values()))
-            now = letter.send_at + timedelta(minutes=1)
-            dispatcher = Dispatcher(
-                engine,
-                settings,
-                catalogue,
-                Renderer(settings, catalogue),
-                RecipientFactory(settings, Tokens.from_settings(settings)),
-                make_provider(settings),
-                clock=lambda: now,
-            )
-            cpu_before = os.times()
-            started = time.perf_counter()
-            # As `nurture tick` does: plan, then send. (Planning beside the dispatch
-            # loop, as the service's jobs may, measured slower here: the two contend for
-            # SQLite's write lock and PostgreSQL's share of the two cores.)
-            planning.plan_newsletters(engine, catalogue, settings, now=now)
-            planned = time.perf_counter()
-            batches = dispatcher.dispatch().batches
-            finished = time.perf_counter()
-            cpu_after = os.times()
-            own_cpu = sum(cpu_after[:4]) - sum(cpu_before[:4])
-            with engine.connect() as conn:
-                sent = conn.execute(
-                    select(func.count()).where(outbox.c.status == "sent")
-                ).scalar_one()
-            engine.dispose()
-            return Result(
-                backend,
-                n,
-                planned - started,
-                finished - planned,
-                batches,
-                sent,
-                sent,
-                peak_rss_mb(),
-                own_cpu_s=own_cpu,
-            )
+            try:
+                seed(engine, n)
+                catalogue = load_catalogue(settings)
+                letter = next(iter(catalogue.newsletters.values()))
+                yield Seeded(engine, settings, catalogue, letter.send_at + timedelta(minutes=1))
+            finally:
+                engine.dispose()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(backend: str, n: int, url_of_fake: str) -> Result:
+    with seeded(backend, n, url_of_fake) as ready:
+        engine, settings, catalogue, now = ready.engine, ready.settings, ready.catalogue, ready.now
+        dispatcher = Dispatcher(
+            engine,
+            settings,
+            catalogue,
+            Renderer(settings, catalogue),
+            RecipientFactory(settings, Tokens.from_settings(settings)),
+            make_provider(settings),
+            clock=lambda: now,
+        )
+        cpu_before = os.times()
+        started = time.perf_counter()
+        # As `nurture tick` does: plan, then send. (Planning beside the dispatch loop, as
+        # the service's jobs may, measured slower here: the two contend for SQLite's
+        # write lock and PostgreSQL's share of the two cores.)
+        planning.plan_newsletters(engine, catalogue, settings, now=now)
+        planned = time.perf_counter()
+        batches = dispatcher.dispatch().batches
+        finished = time.perf_counter()
+        cpu_after = os.times()
+        own_cpu = sum(cpu_after[:4]) - sum(cpu_before[:4])
+        with engine.connect() as conn:
+            sent = conn.execute(select(func.count()).where(outbox.c.status == "sent")).scalar_one()
+    return Result(
+        backend,
+        n,
+        planned - started,
+        finished - planned,
+        batches,
+        sent,
+        sent,
+        peak_rss_mb(),
+        own_cpu_s=own_cpu,
+    )
 
 
 def bench_settings(workdir: Path, url: str, fake: str) -> Settings:
@@ -236,14 +254,17 @@ def measure_floor(backend: str, n: int, url_of_fake: str) -> floor.Floor:
             "newsletters", next(iter(catalogue.newsletters))
         )
         with database_for(backend, workdir) as url:
-            target = str(workdir / "floor.db") if backend == "sqlite" else libpq_url(url)
+            target = floor_target(backend, workdir, url)
             return floor.run(backend, n, target, url_of_fake, html=content.html, text=content.text)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy PostgreSQL URL as psycopg takes it."""
+def floor_target(backend: str, workdir: Path, url: str) -> str:
+    """Where the floor keeps its table: a SQLite file, or the schema ``url`` names (as a
+    libpq URL: the floor talks to psycopg directly)."""
+    if backend == "sqlite":
+        return str(workdir / "floor.db")
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 

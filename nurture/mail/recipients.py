@@ -40,10 +40,7 @@ def first_name_value(name: str | None, fallback: str) -> str:
     :func:`~nurture.subscriptions.validation.clean_first_name` tidies a name before it
     is stored, so a row written before that rule still greets the same everywhere.
     """
-    # tidy_spaces, inlined: this runs once for each recipient of a newsletter.
-    if not name:
-        return fallback
-    return " ".join(name.split()) or fallback
+    return tidy_spaces(name or "") or fallback
 
 
 class RecipientFactory:

@@ -218,11 +218,7 @@ class _Keys:
             if plain is not None:
                 out[plain] = value
             if in_html is not None:
-                # Most values (URLs with URL-safe tokens, most names) need no escaping;
-                # looking is cheaper than escaping.
-                if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
-                    value = html.escape(value, quote=True)
-                out[in_html] = value
+                out[in_html] = _escape(value)
         return out
 
     def _lookup(self, name: str) -> tuple[str | None, str | None]:
@@ -232,6 +228,14 @@ class _Keys:
             used = key in self._content.html or key in self._content.text
             found.append(key if used else None)
         return found[0], found[1]
+
+
+def _escape(value: str) -> str:
+    # Most values (URLs with URL-safe tokens, most names) need no escaping; looking is
+    # cheaper than escaping.
+    if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
+        return html.escape(value, quote=True)
+    return value
 
 
 def _personalizations(recipients: list[Recipient], keys: _Keys) -> list[dict[str, Any]]:

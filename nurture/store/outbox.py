@@ -18,7 +18,7 @@ what happened.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 from nurture.store import bulk
 from nurture.store import outbox_sql as sql
-from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, outbox, webhook_events
+from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, as_utc, outbox, webhook_events
 from nurture.store.statuses import OutboxStatus
 
 _QUEUED = text("outbox." + QUEUED_ROWS)
@@ -142,13 +142,6 @@ def take(
         if row.paused_until is not None:  # untyped in the query: see outbox_sql.take
             taken[i] = row._replace(paused_until=as_utc(row.paused_until))
     return taken
-
-
-def as_utc(value: datetime | str) -> datetime:
-    """A time as the database gave it untyped (text on SQLite, naive on PostgreSQL)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC)
 
 
 def start_sending(

@@ -55,11 +55,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # raw SQL results on SQLite
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC)
+        return None if value is None else as_utc(value)
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A stored time as an aware UTC datetime: naive from the driver, or text on SQLite
+    (raw SQL results, and columns a query leaves untyped)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
 
 
 subscribers = Table(

@@ -8,7 +8,6 @@ The queue as a whole (planning's inserts, dispatch, reconciliation) is
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -17,7 +16,7 @@ from sqlalchemy import Connection, Row, select, update
 
 from nurture.store.schema import outbox, webhook_events
 from nurture.store.statuses import WAITING, OutboxKind, OutboxStatus
-from nurture.store.upsert import insert_ignore_for
+from nurture.store.upsert import insert_ignore_returning_key
 
 
 def subscriber_of(conn: Connection, outbox_id: int) -> int | None:
@@ -41,13 +40,7 @@ def queue_confirmation(
         "created_at": now,
         "updated_at": now,
     }
-    return conn.execute(_queue(conn.dialect.name), values).scalar()
-
-
-@functools.cache
-def _queue(dialect: str) -> Any:
-    # Built once, the values given with each execution: one per sign-up.
-    return insert_ignore_for(dialect, outbox).returning(outbox.c.id)
+    return conn.execute(insert_ignore_returning_key(conn, outbox), values).scalar()
 
 
 def confirmation_campaign(

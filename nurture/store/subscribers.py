@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, delete, func, select, u
 
 from nurture.store import folding
 from nurture.store.schema import consents, enrolments, outbox, subscribers
-from nurture.store.upsert import insert_ignore, insert_ignore_for
+from nurture.store.upsert import insert_ignore, insert_ignore_returning_key
 
 
 @functools.cache
@@ -61,13 +61,7 @@ def emails_of(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
 
 def create(conn: Connection, values: dict[str, Any]) -> int | None:
     """Inserts a subscriber; ``None`` when the address exists already (a concurrent sign-up)."""
-    return conn.execute(_create(conn.dialect.name), values).scalar()
-
-
-@functools.cache
-def _create(dialect: str) -> Any:
-    # The values come with each execution: one statement for every sign-up.
-    return insert_ignore_for(dialect, subscribers).returning(subscribers.c.id)
+    return conn.execute(insert_ignore_returning_key(conn, subscribers), values).scalar()
 
 
 def create_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:

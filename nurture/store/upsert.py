@@ -18,11 +18,22 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 def insert_ignore(conn: Connection, table: Table) -> Any:
     """An insert statement that skips rows violating a unique constraint."""
-    return insert_ignore_for(conn.dialect.name, table)
+    return _insert_ignore(conn.dialect.name, table)
+
+
+def insert_ignore_returning_key(conn: Connection, table: Table) -> Any:
+    """:func:`insert_ignore` returning the primary key of each row really inserted; built
+    once per table, the values given with each execution."""
+    return _returning_key(conn.dialect.name, table)
 
 
 @functools.cache
-def insert_ignore_for(dialect: str, table: Table) -> Any:
+def _returning_key(dialect: str, table: Table) -> Any:
+    return _insert_ignore(dialect, table).returning(*table.primary_key.columns)
+
+
+@functools.cache
+def _insert_ignore(dialect: str, table: Table) -> Any:
     # Built once per table (statements are immutable; callers add to a copy): a sign-up
     # makes several inserts, and building one costs more than SQLite takes to run it.
     if dialect == "postgresql":
@@ -36,5 +47,4 @@ def insert_ignored(
     """Inserts ``rows`` skipping conflicts; returns how many were really inserted."""
     if not rows:
         return 0
-    statement = insert_ignore(conn, table).returning(*table.primary_key.columns)
-    return len(conn.execute(statement, rows).all())
+    return len(conn.execute(insert_ignore_returning_key(conn, table), rows).all())
