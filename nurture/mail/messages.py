@@ -37,6 +37,11 @@ _PLAIN_ADDRESS = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 )
 _ENCODED_WORD = "=?"
+# What the email package writes back exactly as given in a header it does not parse:
+# printable ASCII words separated by single spaces (no folding below 998 characters).
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9-]+")
+_PLAIN_MESSAGE_ID = re.compile(r"<[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+>")
 
 
 class _Headers(HeaderRegistry):
@@ -149,6 +154,50 @@ class Content:
         """(html, text) for one recipient; unknown placeholders are left as they are."""
         return _fill(self._html_parts, values, True), _fill(self._text_parts, values, False)
 
+    def quoted(self, values: dict[str, str]) -> tuple[str, str]:
+        """(html, text) for one recipient as quoted-printable (see :func:`_quoted_printable`).
+
+        Only the lines holding a placeholder are encoded per recipient: the encoding
+        works line by line, so the others are encoded once, with the step.
+        """
+        return _fill_quoted(self._html_lines, values, True), _fill_quoted(
+            self._text_lines, values, False
+        )
+
+    @cached_property
+    def _html_lines(self) -> list[str | list[str]]:
+        return _quoted_lines(self.html)
+
+    @cached_property
+    def _text_lines(self) -> list[str | list[str]]:
+        return _quoted_lines(self.text)
+
+
+def _quoted_lines(body: str) -> list[str | list[str]]:
+    """``body`` line by line (split as :func:`_quoted_printable` splits it): runs of lines
+    without a placeholder already encoded, and each line with one as its parts."""
+    out: list[str | list[str]] = []
+    plain: list[bytes] = []
+    for line in body.encode("utf-8").splitlines():  # never inside a UTF-8 sequence
+        text = line.decode("utf-8")
+        if "%%" not in text or len(parts := _PLACEHOLDER.split(text)) == 1:
+            plain.append(line)
+            continue
+        if plain:
+            out.append(_quoted_printable_bytes(plain))
+            plain = []
+        out.append(parts)
+    if plain or not out:  # an empty body is still one empty line
+        out.append(_quoted_printable_bytes(plain))
+    return out
+
+
+def _fill_quoted(lines: list[str | list[str]], values: dict[str, str], for_html: bool) -> str:
+    return "".join(
+        line if isinstance(line, str) else _quoted_printable(_fill(line, values, for_html))
+        for line in lines
+    )
+
 
 def _fill(parts: list[str], values: dict[str, str], for_html: bool) -> str:
     # re.split with two groups yields [text, name, html_flag, text, name, html_flag, ...]
@@ -247,6 +296,73 @@ class Batch:
         msg.set_payload([_text_part(text_body, "plain"), _text_part(html_body, "html")])
         return msg
 
+    def wire(self, recipient: Recipient, *, message_id: str | None = None) -> tuple[bytes, str]:
+        """The message for one recipient as it travels (CRLF line ends), and its
+        Message-ID; raises :class:`UnsendableRecipient` as :meth:`mime` does.
+
+        The bytes are exactly those of ``mime(...).as_bytes()`` under the wire policy.
+        Nearly every message (an ASCII address, plain headers) is written straight to
+        bytes: the email package parsing each header as it is set and folding it again
+        as it is written was the larger part of a sign-up's work. Anything else is
+        written by the email package.
+        """
+        written = self._plain_wire(recipient, message_id)
+        if written is not None:
+            return written
+        message = self.mime(recipient, message_id=message_id)
+        # A non-ASCII local part is written as UTF-8 (RFC 6532), as an SMTPUTF8 server
+        # receives it; an RFC 2047 encoded word there would name another mailbox.
+        ascii_local = recipient.email.partition("@")[0].isascii()
+        data = message.as_bytes(policy=WIRE_POLICY if ascii_local else WIRE_POLICY_UTF8)
+        return data, str(message["Message-ID"])
+
+    def _plain_wire(self, recipient: Recipient, message_id: str | None) -> tuple[bytes, str] | None:
+        """:meth:`wire`'s bytes written directly, or ``None`` when anything in this
+        message is not plain enough to be sure of writing it as the email package does."""
+        email = recipient.email
+        if _ENCODED_WORD in email or not _PLAIN_ADDRESS.fullmatch(email) or len(email) > 900:
+            return None
+        lines = [self._wire_from, f"To: {email}\r\n", self._wire_subject, _date_line()]
+        message_id = message_id or make_msgid(domain=self.sender.email.rpartition("@")[2])
+        if not _PLAIN_MESSAGE_ID.fullmatch(message_id) or len(message_id) > 900:
+            return None
+        lines.append(f"Message-ID: {message_id}\r\n")
+        for name, value in recipient.headers.items():
+            if (
+                name.lower() in _PARSED_HEADERS  # the email package checks these its own way
+                or not _PLAIN_NAME.fullmatch(name)
+                or not _PLAIN_VALUE.fullmatch(value)
+                or _ENCODED_WORD in value
+                or len(name) + len(value) > 900
+            ):
+                return None
+            lines.append(f"{name}: {value}\r\n")
+        html_body, text_body = self.content.quoted(recipient.values)
+        # No part can hold the boundary: quoted-printable writes its "=" as "=3D".
+        boundary = self._boundary
+        lines += (
+            f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="{boundary}"'
+            f"\r\n\r\n--{boundary}\r\n",
+            _PART_HEAD["plain"],
+            text_body.replace("\n", "\r\n"),
+            f"\r\n--{boundary}\r\n",
+            _PART_HEAD["html"],
+            html_body.replace("\n", "\r\n"),
+            f"\r\n--{boundary}--\r\n",
+        )
+        return "".join(lines).encode("ascii"), message_id
+
+    @cached_property
+    def _wire_from(self) -> str:
+        return self._shared_headers["From"].fold(policy=WIRE_POLICY)
+
+    @cached_property
+    def _wire_subject(self) -> str:
+        # Reply-To, when there is one, comes between To and Subject (see mime).
+        shared = self._shared_headers
+        reply_to = shared["Reply-To"].fold(policy=WIRE_POLICY) if self.sender.reply_to else ""
+        return reply_to + shared["Subject"].fold(policy=WIRE_POLICY)
+
     @cached_property
     def _boundary(self) -> str:
         # The form the email package gives its own boundaries; one per batch.
@@ -258,18 +374,26 @@ class Batch:
         return MESSAGE_POLICY.header_factory("Content-Type", value)
 
 
-_date: tuple[int, Any] = (-1, None)
+_date: tuple[int, Any, str] = (-1, None, "")
 
 
 def _date_header() -> Any:
     """This second's ``Date`` header, made (parsed) once a second, not once a message."""
+    return _this_second()[1]
+
+
+def _date_line() -> str:
+    """This second's ``Date`` header as written on the wire."""
+    return _this_second()[2]
+
+
+def _this_second() -> tuple[int, Any, str]:
     global _date
     second = int(time.time())
-    made, header = _date
-    if made != second:
+    if _date[0] != second:
         header = MESSAGE_POLICY.header_factory("Date", formatdate(second, usegmt=True))
-        _date = (second, header)
-    return header
+        _date = (second, header, header.fold(policy=WIRE_POLICY))
+    return _date
 
 
 def _text_part(body: str, subtype: str) -> MIMEPart:
@@ -278,12 +402,22 @@ def _text_part(body: str, subtype: str) -> MIMEPart:
     part = MIMEPart(policy=MESSAGE_POLICY)
     part["Content-Type"] = _STRUCTURE[subtype]
     part["Content-Transfer-Encoding"] = _STRUCTURE["quoted-printable"]
-    lines = body.encode("utf-8").splitlines()
+    part.set_payload(_quoted_printable(body))
+    return part
+
+
+def _quoted_printable(body: str) -> str:
+    """``body`` as UTF-8 quoted-printable text, lines ending in ``\\n``, as set_content
+    makes it."""
+    return _quoted_printable_bytes(body.encode("utf-8").splitlines())
+
+
+def _quoted_printable_bytes(lines: list[bytes]) -> str:
     # binascii's encoder (C) rather than email.quoprimime's: the same encoding, with
     # lines of at most 76 characters, RFC 2045's limit (set_content would use the
     # policy's 998, which is for headers here, and make lines some filters distrust).
-    part.set_payload(binascii.b2a_qp(b"\n".join(lines) + b"\n", istext=True).decode("ascii"))
-    return part
+    # It works line by line: lines encoded apart and joined are the same text.
+    return binascii.b2a_qp(b"\n".join(lines) + b"\n", istext=True).decode("ascii")
 
 
 _STRUCTURE = {
@@ -296,3 +430,14 @@ _STRUCTURE = {
         ("quoted-printable", "Content-Transfer-Encoding", "quoted-printable"),
     )
 }
+
+#: A text part's headers and the blank line after them, as the email package writes them.
+_PART_HEAD = {
+    subtype: _STRUCTURE[subtype].fold(policy=WIRE_POLICY)
+    + _STRUCTURE["quoted-printable"].fold(policy=WIRE_POLICY)
+    + "\r\n"
+    for subtype in ("plain", "html")
+}
+#: Headers the email package parses (addresses, dates, ids, MIME): a recipient's extra
+#: header by one of these names is left to it.
+_PARSED_HEADERS = frozenset(HeaderRegistry().registry)

@@ -13,13 +13,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from nurture.mail.messages import (
-    WIRE_POLICY,
-    WIRE_POLICY_UTF8,
-    Batch,
-    Recipient,
-    UnsendableRecipient,
-)
+from nurture.mail.messages import Batch, Recipient, UnsendableRecipient
 from nurture.providers.base import ChunkError, Outcome, Provider, SendResult
 from nurture.settings import Settings
 
@@ -56,14 +50,9 @@ class FolderProvider(Provider):
     def _write(self, batch: Batch, recipient: Recipient) -> SendResult:
         try:
             # Built here, per recipient: a message that cannot be written fails alone.
-            message = batch.mime(recipient)
+            data, message_id = batch.wire(recipient)
         except UnsendableRecipient as exc:
             return SendResult(recipient, Outcome.FAILED, error=exc.message)
-        # A non-ASCII local part is written as UTF-8 (RFC 6532), as an SMTPUTF8 server
-        # receives it; an RFC 2047 encoded word there would name another mailbox.
-        ascii_local = recipient.email.partition("@")[0].isascii()
-        wire = WIRE_POLICY if ascii_local else WIRE_POLICY_UTF8
-        data = message.as_bytes(policy=wire)
         target = self.path_for(recipient.outbox_id)
         try:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
@@ -77,4 +66,4 @@ class FolderProvider(Provider):
         except OSError as exc:
             # Nothing half-written is left behind, so trying again later is safe.
             return SendResult(recipient, Outcome.RETRY, error=f"cannot write {target.name}: {exc}")
-        return SendResult(recipient, Outcome.SENT, message_id=str(message["Message-ID"]))
+        return SendResult(recipient, Outcome.SENT, message_id=message_id)

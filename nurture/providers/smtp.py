@@ -1,6 +1,6 @@
 """Any SMTP server, with one connection reused for a whole batch.
 
-Each recipient gets their own complete MIME message (:meth:`Batch.mime`, the very
+Each recipient gets their own complete MIME message (:meth:`Batch.wire`, the very
 message ``nurture preview`` writes), so a chunk here is only a unit of progress: the
 connection is opened once per :meth:`Provider.send` and checked with ``NOOP`` before
 each further chunk, because servers close idle connections.
@@ -74,15 +74,20 @@ class SMTPProvider(Provider):
     def _send_one(self, conn: smtplib.SMTP, batch: Batch, recipient: Recipient) -> SendResult:
         try:
             # Built here, per recipient: a message that cannot be written fails alone.
-            message = batch.mime(recipient)
+            data, message_id = batch.wire(recipient)
             to_address = header_address(recipient.email)
         except UnsendableRecipient as exc:
             return SendResult(recipient, Outcome.FAILED, error=exc.message)
-        message_id = str(message["Message-ID"])
         try:
             # The envelope gets the address as written in To: (punycode domain); a
-            # non-ASCII local part makes smtplib ask for SMTPUTF8 (or refuse, below).
-            conn.send_message(message, from_addr=batch.sender.email, to_addrs=[to_address])
+            # non-ASCII local part asks for SMTPUTF8 (or is refused, below), as
+            # smtplib's send_message would.
+            conn.sendmail(
+                batch.sender.email,
+                [to_address],
+                data,
+                mail_options=_international(conn, batch.sender.email, to_address),
+            )
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients.get(to_address, (0, b""))
             return self._answered(conn, recipient, code, reply, "recipient refused")
@@ -193,3 +198,15 @@ class SMTPProvider(Provider):
                 retryable=True,
             ) from exc
         return conn
+
+
+def _international(conn: smtplib.SMTP, sender: str, to_address: str) -> tuple[str, ...]:
+    """The MAIL options an address needs: SMTPUTF8 for a non-ASCII one (RFC 6531), which
+    a server that does not offer it cannot carry."""
+    if (sender + to_address).isascii():
+        return ()
+    if not conn.has_extn("smtputf8"):
+        raise smtplib.SMTPNotSupportedError(
+            "a non-ASCII address needs SMTPUTF8, which the server does not offer"
+        )
+    return ("SMTPUTF8", "BODY=8BITMIME")
