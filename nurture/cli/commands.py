@@ -233,6 +233,19 @@ def db_backup(settings: Settings, path: Path) -> int:
     return 0
 
 
+def db_vacuum(settings: Settings) -> int:
+    """``nurture db vacuum``: an old SQLite database rewritten with today's page size."""
+    from nurture.store import backup, vacuum
+
+    url = settings.resolved_database_url
+    if not backup.is_sqlite_url(url):
+        print("nothing to do: PostgreSQL looks after its own storage (autovacuum)")
+        return 0
+    before, after = vacuum.vacuum_sqlite(url)
+    print(f"database rewritten: pages of {before:,} bytes, now {after:,}")
+    return 0
+
+
 def unsubscribe_mail(settings: Settings, recipients: list[str]) -> int:
     """``subscribers unsubscribe-mail``: the message on stdin; 0 whether or not it applied.
 

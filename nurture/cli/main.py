@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     db_cmd.add_parser("upgrade", help="apply migrations")
     backup = db_cmd.add_parser("backup", help="a consistent copy of the live SQLite database")
     backup.add_argument("path", type=Path)
+    db_cmd.add_parser(
+        "vacuum", help="rewrite an old SQLite database compactly (with the service stopped)"
+    )
     return parser
 
 
@@ -179,6 +182,8 @@ def _run(args: argparse.Namespace, settings: Settings, signals: StopSignals | No
         case "db":
             if args.action == "backup":
                 return commands.db_backup(settings, args.path)
+            if args.action == "vacuum":
+                return commands.db_vacuum(settings)
             return commands.db_upgrade(settings)
         case "subscribers":
             return commands.subscribers(settings, args)

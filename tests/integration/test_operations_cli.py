@@ -3,6 +3,7 @@ backups, and ``unsubscribe-mail`` as a mail system runs it."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -183,6 +184,45 @@ def test_db_backup_of_sqlite_and_the_pg_dump_command(tmp_path: Path) -> None:
     )
     assert postgres.returncode == 0, postgres.stderr
     assert "pg_dump --format=custom -h db.internal -U nurture -d nurture" in postgres.stdout
+
+
+def test_db_vacuum_brings_an_old_database_to_todays_page_size(tmp_path: Path) -> None:
+    url = load_settings(_env_file=None, var_dir=tmp_path / "var").resolved_database_url
+    path = Path(url.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as before: 4 KiB pages
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE made_before (x)")
+    assert run_cli(tmp_path, "db", "upgrade").returncode == 0
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO subscribers (public_id, email, status, newsletters, created_at)"
+            " VALUES ('p1', 'kept@example.org', 'confirmed', 1, '2026-11-01 00:00:00.000000')"
+        )
+
+    def state() -> tuple[int, str, list[tuple[str]]]:
+        with contextlib.closing(sqlite3.connect(path)) as conn:  # an open one holds the WAL
+            return (
+                conn.execute("PRAGMA page_size").fetchone()[0],
+                conn.execute("PRAGMA journal_mode").fetchone()[0],
+                conn.execute("SELECT email FROM subscribers").fetchall(),
+            )
+
+    assert state() == (4096, "wal", [("kept@example.org",)])
+    holder = sqlite3.connect(path)  # the service, still running
+    try:
+        holder.execute("SELECT count(*) FROM subscribers").fetchall()
+        refused = run_cli(tmp_path, "db", "vacuum")
+        assert refused.returncode == 1
+        assert "stop the service" in refused.stderr + refused.stdout
+        assert "Traceback" not in refused.stderr + refused.stdout
+    finally:
+        holder.close()
+    assert state() == (4096, "wal", [("kept@example.org",)])
+    done = run_cli(tmp_path, "db", "vacuum")
+    assert done.returncode == 0, done.stderr
+    assert "4,096 bytes, now 16,384" in done.stdout
+    assert state() == (database.SQLITE_PAGE_SIZE, "wal", [("kept@example.org",)])
 
 
 # unsubscribe-mail as Postfix runs it -------------------------------------------------
