@@ -50,14 +50,15 @@ test: install lint typecheck
 
 # The newsletter against the floor (benchmarks/floor.py) on each backend; CURVE=1 runs
 # 10k, 100k and 1M instead of N; REPEAT=R keeps the best of R runs of each (a shared
-# machine is noisy). Then the outbox's bookkeeping alone against the floor's, scheduler
-# ticks, webhook ingestion and sign-up.
+# machine is noisy; webhook ingestion and sign-up keep their best of R too). Then the
+# outbox's bookkeeping alone against the floor's, scheduler ticks, webhook ingestion and
+# sign-up.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.hot_paths
 	$(BIN)/python -m benchmarks.newsletter --n $(N) $(if $(CURVE),--curve,) $(if $(REPEAT),--repeat $(REPEAT),)
 	$(BIN)/python -m benchmarks.bookkeeping --n $(N)
 	$(BIN)/python -m benchmarks.ticks
-	$(BIN)/python -m benchmarks.web
+	$(BIN)/python -m benchmarks.web $(if $(REPEAT),--repeat $(REPEAT),)
 
 # Duplicates, lost emails and time to drain under SIGKILL, SIGTERM and outages
 # (10000 subscribers unless N is given; needs the PostgreSQL that `make test` uses).

@@ -12,6 +12,10 @@ outside world drives it:
   sign-ups per second.
 
     python -m benchmarks.web [--events 100000] [--signups 2000] [--backends sqlite,postgresql]
+                             [--repeat R]
+
+With ``--repeat R`` each is measured R times and the best kept, as the newsletter does:
+on a shared machine the fastest run is the one least disturbed.
 """
 
 from __future__ import annotations
@@ -219,14 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--signups", type=int, default=2_000)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best is kept")
     args = parser.parse_args(argv)
+    runs = range(max(args.repeat, 1))
     for backend in args.backends.split(","):
-        rate = webhooks(backend, args.events)
+        rate = max(webhooks(backend, args.events) for _ in runs)
         print(f"{backend:<10} webhook events applied  {rate:10,.0f} events/s", flush=True)
     for backend in args.backends.split(","):
         if not args.signups:
             break
-        rate = signups(backend, args.signups)
+        rate = max(signups(backend, args.signups) for _ in runs)
         print(f"{backend:<10} sign-ups, {CLIENTS} clients     {rate:10,.0f} sign-ups/s", flush=True)
     return 0
 
