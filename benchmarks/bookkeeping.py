@@ -44,10 +44,12 @@ def ours(backend: str, n: int) -> dict[str, float]:
                 if not rows:
                     break
                 ids = [row.id for row in rows]
-                outbox_ops.start_sending(conn, ids, token="bench:1:0:1", now=now, lease=lease)
+                token = f"bench:1:{ids[0]}"  # one claim per batch, as dispatch makes them
+                outbox_ops.start_sending(conn, ids, token=token, now=now, lease=lease)
             c = time.perf_counter()
             with engine.begin() as conn:
                 outbox_ops.mark_group_sent(conn, ids, message_id="bench-message", now=now)
+                outbox_ops.release(conn, token)
             d = time.perf_counter()
             times["take"] += b - a
             times["sending"] += c - b

@@ -278,11 +278,8 @@ class Dispatcher:
 
     def _give_back(self, rows: dict[int, outbox_ops.Claimed], token: str, error: str) -> None:
         """Rows marked ``sending`` that never left go straight back to the queue."""
-        now = self.clock()
         with self.engine.begin() as conn:
-            due = dict.fromkeys(rows, now)
-            expect = OutboxStatus.SENDING
-            outbox_ops.requeue(conn, due, now=now, expect=expect, error=error, token=token)
+            outbox_ops.give_back(conn, list(rows), token=token, error=error, now=self.clock())
 
     def _set_aside(
         self,
@@ -399,6 +396,8 @@ class Dispatcher:
                 conn, rows, retry, reason, now, report, expect=OutboxStatus.SENDING, token=token
             )
             outbox_ops.mark_unknown(conn, unknown, now=now, token=token)
+            if len(results) >= len(rows):  # else the lease settles the rows left sending
+                outbox_ops.release(conn, token)
         report.add(sent=count, failed=failed, unknown=len(unknown))
         metrics.sends.labels(OutboxStatus.SENT, "provider").inc(count)
         if failed:

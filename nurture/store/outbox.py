@@ -32,15 +32,23 @@ from sqlalchemy import (
     update,
 )
 
-from nurture.store import bulk
+from nurture.store import bulk, claims
 from nurture.store import outbox_sql as sql
-from nurture.store.schema import IN_FLIGHT_ROWS, QUEUED_ROWS, as_utc, outbox, webhook_events
+from nurture.store.claims import release as release  # dispatch ends a claim it recorded
+from nurture.store.schema import (
+    QUEUED_ROWS,
+    UNKNOWN_ROWS,
+    as_utc,
+    outbox,
+    webhook_events,
+)
 from nurture.store.statuses import OutboxStatus
 
 _QUEUED = text("outbox." + QUEUED_ROWS)
 #: What planning decides of a row; the rest starts the same for every row.
 _PLANNED = ("subscriber_id", "kind", "campaign", "step", "due_at", "expires_at")
-_IN_FLIGHT = text("outbox." + IN_FLIGHT_ROWS)
+_IN_FLIGHT = text("outbox.status IN ('sending', 'unknown')")
+_UNKNOWN = text("outbox." + UNKNOWN_ROWS)
 
 
 class Claimed(NamedTuple):
@@ -151,11 +159,24 @@ def start_sending(
 
     Committed *before* the provider request leaves: from here on a crash leaves a
     ``sending`` row whose lease runs out, and it becomes ``unknown`` (never resent
-    blindly). The token names this one batch for the statements that record it.
+    blindly). The token names this one batch for the statements that record it, and
+    its claim (``outbox_claims``, written here) holds the lease; :func:`release` ends
+    it once the batch is recorded.
     """
     if ids:
         params = {"ids": sql.ids(conn, ids), "token": token, "lease": now + lease, "now": now}
         conn.execute(sql.start_sending(conn.dialect.name), params)
+        claims.open_claim(conn, token, ids, lease_until=now + lease, now=now)
+
+
+def give_back(
+    conn: Connection, ids: Sequence[int], *, token: str, error: str, now: datetime
+) -> None:
+    """Rows the claim ``token`` marked ``sending`` that never left: back to the queue,
+    due at once, and the claim ends."""
+    due = dict.fromkeys(ids, now)
+    requeue(conn, due, now=now, expect=OutboxStatus.SENDING, error=error, token=token)
+    release(conn, token)
 
 
 def _among(conn: Connection, ids: Sequence[int]) -> Any:
@@ -329,12 +350,30 @@ def cancel(conn: Connection, ids: Iterable[int], *, now: datetime, reason: str) 
 
 
 def expire_leases(conn: Connection, *, now: datetime) -> int:
-    """Rows whose worker vanished mid-send: ``sending`` -> ``unknown`` (may have left)."""
-    return conn.execute(
-        update(outbox)
-        .where(_IN_FLIGHT, outbox.c.status == OutboxStatus.SENDING, outbox.c.lease_until < now)
-        .values(status=OutboxStatus.UNKNOWN, lease_until=None, updated_at=now)
-    ).rowcount
+    """Rows whose worker vanished mid-send: ``sending`` -> ``unknown`` (may have left).
+
+    Found through the claims whose lease ran out (see ``store.claims``): each turns the
+    rows it still holds ``unknown``, and ends.
+    """
+    moved = 0
+    for token, ids in claims.expired(conn, now=now):
+        moved += conn.execute(
+            update(outbox)
+            .where(_among(conn, ids), outbox.c.status == OutboxStatus.SENDING, _claimed_by(token))
+            .values(status=OutboxStatus.UNKNOWN, lease_until=None, updated_at=now)
+        ).rowcount
+        release(conn, token)
+    return moved
+
+
+def sending(conn: Connection) -> int:
+    """How many rows are ``sending`` now: read through the live claims, since no index
+    holds them and the outbox may hold millions of rows."""
+    ids = claims.claimed_ids(conn)
+    if not ids:
+        return 0
+    query = select(func.count()).where(_among(conn, ids), outbox.c.status == OutboxStatus.SENDING)
+    return int(conn.execute(query).scalar_one())
 
 
 def in_flight(conn: Connection, outbox_id: int) -> Any:
@@ -367,8 +406,7 @@ def unknown_rows(
             outbox.c.updated_at,
         )
         .where(
-            _IN_FLIGHT,
-            outbox.c.status == OutboxStatus.UNKNOWN,
+            _UNKNOWN,
             outbox.c.updated_at <= before,
             outbox.c.id > after_id,
         )

@@ -45,7 +45,11 @@ def ids(conn: Connection, values: Sequence[int]) -> Any:
     """The ``ids`` parameter: an array on PostgreSQL, a JSON list on SQLite."""
     if conn.dialect.name == "postgresql":
         return list(values)
-    # What json.dumps writes for a list of ints, several times faster.
+    return json_ids(values)
+
+
+def json_ids(values: Sequence[int]) -> str:
+    """What json.dumps writes for a list of ints, several times faster."""
     return "[" + ",".join(map(str, map(int, values))) + "]"
 
 

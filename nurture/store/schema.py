@@ -135,7 +135,7 @@ enrolments = Table(
 #: the index's condition literally, and PostgreSQL's generic plans cannot prove it from
 #: bound parameters either.
 QUEUED_ROWS = "status = 'queued'"
-IN_FLIGHT_ROWS = "status IN ('sending', 'unknown')"
+UNKNOWN_ROWS = "status = 'unknown'"
 
 outbox = Table(
     "outbox",
@@ -166,11 +166,12 @@ outbox = Table(
     Column("sent_at", UTCDateTime),
     # The guarantee against duplicates: one row per (subscriber, campaign step).
     UniqueConstraint("subscriber_id", "campaign", "step", name="uq_outbox_send"),
-    # Few indexes, chosen for the hot path: a row is rewritten three times on its way
-    # out (locked, sending, sent) and every index is paid at each rewrite. The unique
-    # constraint also serves "this subscriber's mail" (subscriber_id leads it). "Due
-    # now" reads only queued rows; housekeeping and the recording of a batch read only
-    # rows in flight, a few thousand at most.
+    # Few indexes, chosen for the hot path: a row is rewritten twice on its way out
+    # (sending, sent) and every index it enters or leaves is paid at each rewrite. The
+    # unique constraint also serves "this subscriber's mail" (subscriber_id leads it).
+    # "Due now" reads only queued rows. Rows ``sending`` have no index of their own:
+    # entering one and leaving it again cost a fifth of each rewrite; their claims
+    # (outbox_claims) say which they are. Rows ``unknown`` are few.
     Index(
         "ix_outbox_queued_due",
         "due_at",
@@ -179,12 +180,24 @@ outbox = Table(
         postgresql_where=text(QUEUED_ROWS),
     ),
     Index(
-        "ix_outbox_in_flight",
-        "status",
-        "lease_until",
-        sqlite_where=text(IN_FLIGHT_ROWS),
-        postgresql_where=text(IN_FLIGHT_ROWS),
+        "ix_outbox_unknown",
+        "id",
+        sqlite_where=text(UNKNOWN_ROWS),
+        postgresql_where=text(UNKNOWN_ROWS),
     ),
+)
+
+outbox_claims = Table(
+    "outbox_claims",
+    metadata,
+    # One row per batch marked ``sending``, written in the same transaction: the claim
+    # (fencing) token its rows carry in outbox.worker, its lease, and its rows' ids as a
+    # JSON list. Deleted when the batch is recorded; a claim whose lease ran out turns
+    # the rows it still holds ``unknown`` (store.outbox.expire_leases).
+    Column("token", String(64), primary_key=True),
+    Column("lease_until", UTCDateTime, nullable=False),
+    Column("ids", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 confirmation_details = Table(

@@ -20,6 +20,7 @@ from nurture.mail.messages import Batch
 from nurture.providers.base import SendResult
 from nurture.runtime import jobs
 from nurture.settings import Settings
+from nurture.store import claims
 from nurture.store import outbox as outbox_ops
 from nurture.store.schema import enrolments, outbox, subscribers, suppressions
 from nurture.testing import FakeClock, FakeProvider
@@ -179,6 +180,7 @@ def test_a_batch_that_cannot_be_built_goes_back_to_the_queue(
         services.dispatcher.dispatch()
     assert statuses(engine) == {"queued": 5}
     assert provider.sent == []
+    assert claimed(engine) == []  # the claim ended with the rows' return
     monkeypatch.undo()
     assert services.dispatcher.dispatch().sent == 5
     assert statuses(engine) == {"sent": 5}
@@ -348,3 +350,59 @@ def test_taking_rows_compares_and_reads_times_as_they_are_stored(engine: Engine)
     assert taken[0].paused_until == paused
     assert taken[0].email == "take@example.org"
     assert not taken[0].expired and not taken[0].stale
+
+
+def claimed(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return sorted(claims.claimed_ids(conn))
+
+
+def test_a_claim_names_its_rows_in_flight_until_its_lease_ends_it(engine: Engine) -> None:
+    """No index holds the rows ``sending``: their batch's claim does, and when its lease
+    runs out it turns the rows it still holds ``unknown`` (the one already recorded
+    stays sent), then ends."""
+    queue_newsletter(engine, 5)
+    lease = timedelta(minutes=5)
+    with engine.begin() as conn:
+        ids = [row.id for row in outbox_ops.take(conn, now=NOW, limit=3)]
+        outbox_ops.start_sending(conn, ids, token="worker:1", now=NOW, lease=lease)
+    assert claimed(engine) == sorted(ids)
+    with engine.begin() as conn:
+        assert outbox_ops.sending(conn) == 3
+        outbox_ops.mark_group_sent(conn, ids[:1], message_id="m-1", now=NOW)
+        assert outbox_ops.sending(conn) == 2
+        assert outbox_ops.expire_leases(conn, now=NOW + lease - timedelta(seconds=1)) == 0
+    with engine.begin() as conn:
+        assert outbox_ops.expire_leases(conn, now=NOW + lease + timedelta(seconds=1)) == 2
+    assert claimed(engine) == []
+    assert statuses(engine) == {"sent": 1, "unknown": 2, "queued": 2}
+
+
+def test_every_claim_ends_with_its_batch(settings: Settings, engine: Engine) -> None:
+    queue_newsletter(engine, 5)
+    services = services_for(settings, engine, FakeClock(NOW), FakeProvider())
+    assert services.dispatcher.dispatch().sent == 5
+    assert claimed(engine) == []
+
+
+class _Forgetful(FakeProvider):
+    """Loses the last recipient's result: a provider breaking its contract."""
+
+    def send(self, batch: Batch) -> list[SendResult]:
+        return super().send(batch)[:-1]
+
+
+def test_a_row_without_an_outcome_is_left_to_its_lease(settings: Settings, engine: Engine) -> None:
+    """A batch recorded without every row's outcome keeps its claim: the row left
+    ``sending`` is not stranded there, its lease turns it ``unknown``."""
+    queue_newsletter(engine, 3)
+    clock = FakeClock(NOW)
+    services = services_for(settings, engine, clock, _Forgetful())
+    assert services.dispatcher.dispatch().sent == 2
+    assert statuses(engine) == {"sent": 2, "sending": 1}
+    assert len(claimed(engine)) == 3
+    with engine.begin() as conn:
+        later = clock.now() + timedelta(seconds=settings.lease_seconds + 1)
+        assert outbox_ops.expire_leases(conn, now=later) == 1
+    assert statuses(engine) == {"sent": 2, "unknown": 1}
+    assert claimed(engine) == []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
-from nurture.store import database
-from nurture.store.schema import metadata
+from nurture.store import claims, database
+from nurture.store import outbox as outbox_ops
+from nurture.store.schema import metadata, outbox
 
 
 def test_sqlite_migration_matches_metadata(tmp_path: Path) -> None:
@@ -61,3 +63,49 @@ def test_rebuilding_the_outbox_on_sqlite_keeps_every_row(tmp_path: Path) -> None
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     assert not inspect(engine).get_foreign_keys("outbox")
     engine.dispose()
+
+
+def test_a_batch_sending_during_the_upgrade_gets_its_claim(blank_database_url: str) -> None:
+    """0008 finds rows in flight through claims: rows left ``sending`` by a service
+    stopped mid-batch get the claim they would have had, so their lease still ends."""
+    url = blank_database_url
+    database.upgrade(url, "0007")
+    engine = database.make_engine(url)
+    at = "'2026-12-01 10:00:00'"
+    lease = "'2026-12-01 10:05:00'"
+    with engine.begin() as conn:
+        for row_id, status, worker in (
+            (1, "sending", "w:1"),
+            (2, "sending", "w:1"),
+            (3, "sending", None),
+            (4, "sent", "w:0"),
+        ):
+            conn.exec_driver_sql(
+                "INSERT INTO outbox (id, subscriber_id, kind, campaign, step, due_at, status,"
+                f" attempts, lease_until, worker, created_at, updated_at) VALUES ({row_id},"
+                f" {row_id}, 'newsletter', 'newsletters', 'n', {at}, '{status}', 1, {lease},"
+                f" {'NULL' if worker is None else repr(worker)}, {at}, {at})"
+            )
+    engine.dispose()
+    database.upgrade(url)
+    engine = database.make_engine(url)
+    with engine.connect() as conn:
+        held = {token: sorted(ids) for token, ids in claims.expired(conn, now=LATER)}
+        assert held == {"w:1": [1, 2], "before-0008": [3]}
+        assert claims.expired(conn, now=EARLIER) == []
+    with engine.begin() as conn:
+        assert outbox_ops.expire_leases(conn, now=LATER) == 3
+    with engine.connect() as conn:
+        found = conn.execute(select(outbox.c.id, outbox.c.status).order_by(outbox.c.id)).all()
+        assert [tuple(row) for row in found] == [
+            (1, "unknown"),
+            (2, "unknown"),
+            (3, "unknown"),
+            (4, "sent"),
+        ]
+        assert claims.claimed_ids(conn) == []
+    engine.dispose()
+
+
+EARLIER = datetime(2026, 12, 1, 10, 4, tzinfo=UTC)
+LATER = datetime(2026, 12, 1, 10, 6, tzinfo=UTC)
