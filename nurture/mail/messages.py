@@ -282,6 +282,8 @@ class Batch:
         msg["Message-ID"] = message_id or make_msgid(domain=self.sender.email.rpartition("@")[2])
         try:
             for name, value in recipient.headers.items():
+                if not _PLAIN_NAME.fullmatch(name):  # a line break would start a header
+                    raise ValueError(f"not a header name: {name!r}")
                 msg[name] = value
         except (ValueError, errors.MessageError) as exc:  # a line break in a value
             raise UnsendableRecipient(f"a header cannot be written: {exc}") from None
@@ -310,9 +312,12 @@ class Batch:
         if written is not None:
             return written
         message = self.mime(recipient, message_id=message_id)
-        # A non-ASCII local part is written as UTF-8 (RFC 6532), as an SMTPUTF8 server
-        # receives it; an RFC 2047 encoded word there would name another mailbox.
-        ascii_local = recipient.email.partition("@")[0].isascii()
+        # Never in what travels, as smtplib's send_message would strip them.
+        del message["Bcc"], message["Resent-Bcc"]
+        # A non-ASCII local part (or sender) is written as UTF-8 (RFC 6532), as an
+        # SMTPUTF8 server receives it; an RFC 2047 encoded word in an address would name
+        # another mailbox.
+        ascii_local = recipient.email.partition("@")[0].isascii() and self._ascii_sender
         data = message.as_bytes(policy=WIRE_POLICY if ascii_local else WIRE_POLICY_UTF8)
         return data, str(message["Message-ID"])
 
@@ -322,6 +327,13 @@ class Batch:
         email = recipient.email
         if _ENCODED_WORD in email or not _PLAIN_ADDRESS.fullmatch(email) or len(email) > 900:
             return None
+        if not self._ascii_sender:
+            return None
+        for value in recipient.values.values():
+            # Content.quoted encodes a filled line on its own: a value that is empty or
+            # holds a line break would move a line break across it.
+            if not value or "\n" in value or "\r" in value:
+                return None
         lines = [self._wire_from, f"To: {email}\r\n", self._wire_subject, _date_line()]
         message_id = message_id or make_msgid(domain=self.sender.email.rpartition("@")[2])
         if not _PLAIN_MESSAGE_ID.fullmatch(message_id) or len(message_id) > 900:
@@ -351,6 +363,11 @@ class Batch:
             f"\r\n--{boundary}--\r\n",
         )
         return "".join(lines).encode("ascii"), message_id
+
+    @cached_property
+    def _ascii_sender(self) -> bool:
+        reply_to = self.sender.reply_to or ""
+        return self.sender.email.isascii() and reply_to.isascii()
 
     @cached_property
     def _wire_from(self) -> str:

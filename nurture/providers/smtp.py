@@ -205,6 +205,7 @@ def _international(conn: smtplib.SMTP, sender: str, to_address: str) -> tuple[st
     a server that does not offer it cannot carry."""
     if (sender + to_address).isascii():
         return ()
+    conn.ehlo_or_helo_if_needed()  # what the server offers is known only once greeted
     if not conn.has_extn("smtputf8"):
         raise smtplib.SMTPNotSupportedError(
             "a non-ASCII address needs SMTPUTF8, which the server does not offer"

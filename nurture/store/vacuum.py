@@ -10,6 +10,7 @@ changes.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -20,18 +21,19 @@ from nurture.store.database import SQLITE_PAGE_SIZE, normalise_url
 
 
 class VacuumError(NurtureError):
-    """The database could not be rewritten; it is as it was."""
+    """The database could not be rewritten; its data is as it was."""
 
 
 def vacuum_sqlite(url: str, *, page_size: int = SQLITE_PAGE_SIZE) -> tuple[int, int]:
     """Rewrites the SQLite database at ``url`` with ``page_size`` pages; returns the page
-    size (bytes) before and after. Raises :class:`VacuumError` when it is missing or in
-    use."""
+    size (bytes) before and after. Raises :class:`VacuumError` when it is missing, in
+    use, or cannot be rewritten (VACUUM is all or nothing: the data stays as it was)."""
     path = make_url(normalise_url(url)).database
     if not path or path == ":memory:" or not Path(path).exists():
         raise VacuumError(f"no SQLite database at {path!r}")
-    conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+    conn = None
     try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5)
         before = int(conn.execute("PRAGMA page_size").fetchone()[0])
         # Out of WAL mode first: there VACUUM keeps the page size it has.
         if conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] != "delete":
@@ -40,14 +42,22 @@ def vacuum_sqlite(url: str, *, page_size: int = SQLITE_PAGE_SIZE) -> tuple[int, 
             conn.execute(f"PRAGMA page_size={int(page_size)}")
             conn.execute("VACUUM")
         finally:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _back_to_wal(conn)
         return before, int(conn.execute("PRAGMA page_size").fetchone()[0])
-    except sqlite3.OperationalError as exc:
+    except sqlite3.Error as exc:
         if "locked" in str(exc):  # another process has it open
             raise VacuumError(_IN_USE) from None
         raise VacuumError(f"the database could not be rewritten: {exc}") from None
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
+
+
+def _back_to_wal(conn: sqlite3.Connection) -> None:
+    """WAL mode again, whatever happened; if even that fails, the error in hand is the
+    one to report: the service turns WAL mode back on when it next opens the file."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
 _IN_USE = "the database is in use: stop the service, then run this again"

@@ -22,6 +22,7 @@ def test_sqlite_migration_matches_metadata(tmp_path: Path) -> None:
     assert any(set(u["column_names"]) == {"subscriber_id", "campaign", "step"} for u in uniques)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA page_size").scalar() == database.SQLITE_PAGE_SIZE
     engine.dispose()
 
 

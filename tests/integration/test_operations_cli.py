@@ -219,6 +219,13 @@ def test_db_vacuum_brings_an_old_database_to_todays_page_size(tmp_path: Path) ->
     finally:
         holder.close()
     assert state() == (4096, "wal", [("kept@example.org",)])
+    not_sqlite = tmp_path / "not-a-database.db"
+    not_sqlite.write_bytes(b"not a database, " * 64)
+    broken = run_cli(
+        tmp_path, "db", "vacuum", env={"NURTURE_DATABASE_URL": f"sqlite:///{not_sqlite}"}
+    )
+    assert broken.returncode == 1 and "could not be rewritten" in broken.stderr
+    assert "Traceback" not in broken.stderr
     done = run_cli(tmp_path, "db", "vacuum")
     assert done.returncode == 0, done.stderr
     assert "4,096 bytes, now 16,384" in done.stdout

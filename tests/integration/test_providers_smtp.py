@@ -67,6 +67,35 @@ def test_smtp_sends_the_exact_mime_message_of_the_batch(
     assert b"=?" not in header
 
 
+def test_smtp_sends_a_non_ascii_local_part_first_on_a_fresh_connection(
+    settings: Settings, collector: Collector
+) -> None:
+    """Whether the server offers SMTPUTF8 is known only once it has been greeted: the
+    first message of a connection must not be refused for want of asking."""
+    controller = serve_smtp(collector, enable_SMTPUTF8=True)
+    try:
+        batch = make_batch(2)
+        batch.recipients[0].email = "jöe@example.com"
+        results = SMTPProvider(smtp_settings(settings, controller.port)).send(batch)
+    finally:
+        controller.stop()
+    assert [r.outcome.value for r in results] == ["sent", "sent"]
+    received = [r.rcpt_tos for r in collector.received]
+    assert received == [["jöe@example.com"], ["reader1@example.com"]]
+    assert "jöe@example.com".encode() in collector.received[0].data  # UTF-8, not encoded words
+
+
+def test_smtp_never_sends_a_bcc_header(
+    settings: Settings, smtp_server: Controller, collector: Collector
+) -> None:
+    batch = make_batch(1)
+    batch.recipients[0].headers["Bcc"] = "someone-else@example.com"
+    SMTPProvider(smtp_settings(settings, smtp_server.port)).send(batch)
+    (received,) = collector.received
+    assert received.rcpt_tos == ["reader0@example.com"]
+    assert b"someone-else" not in received.data
+
+
 def test_smtp_reuses_one_connection_across_chunks(
     settings: Settings, smtp_server: Controller, collector: Collector
 ) -> None:

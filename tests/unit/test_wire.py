@@ -25,6 +25,8 @@ BODIES = [
     ),
     ("<p>=3D " + "long " * 100 + "</p>", "line two  \n.dot\nFrom me\nno newline at end"),
     ("", "é😀\r\nwindows line\r\n\n\ntrailing tab\t\n"),
+    # A bare CR before a placeholder's line, and a placeholder alone on the last line.
+    ("a\r%%first_name|html%%b\n", "Bye\n%%unsubscribe_url%%"),
     # A placeholder where the line passes 76 characters, and one at the very end.
     (
         "x" * 60 + "%%first_name|html%% " + "y" * 40 + "\r" + "%%confirm_url|html%%",
@@ -33,6 +35,7 @@ BODIES = [
 ]
 SENDERS = [
     Sender("alex@example-practice.com", "Alex Morgan"),
+    Sender("hello@bücher.example", "Bücher"),  # never straight: a non-ASCII sender
     Sender("a@b.org", "Dr. Ålex Mörgan, LMFT", "reply@b.org"),
     Sender("a@b.org", '"quoted" (comment)'),
 ]
@@ -41,6 +44,12 @@ ONE_CLICK = {
     "List-Unsubscribe": "<https://x.org/u/1>, <mailto:u+1@x.org>",
     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 }
+#: Values that are empty or hold line breaks are left to the email package.
+VALUES = [
+    {"first_name": "Sam é ", "confirm_url": "https://x/c/a&b", "unsubscribe_url": "u"},
+    {"first_name": "y\n", "confirm_url": "https://x/c/a\n=?x", "unsubscribe_url": ""},
+    {"first_name": "Sam\r", "confirm_url": "\nx", "unsubscribe_url": "u"},
+]
 #: (address, extra headers, written straight?)
 RECIPIENTS = [
     ("reader@example.org", {}, True),
@@ -68,16 +77,17 @@ def test_wire_writes_what_the_email_package_writes(
     bodies: tuple[str, str], sender: Sender, subject: str
 ) -> None:
     content = Content("c", "s", subject, "pre", bodies[0], bodies[1], marketing=False)
-    for email, headers, straight in RECIPIENTS:
-        values = {"first_name": "Sam é ", "confirm_url": "https://x/c/a&b\n=?x"}
-        recipient = Recipient(email, values)
+    for (email, headers, straight), values in itertools.product(RECIPIENTS, VALUES):
+        plain_values = all(v and "\n" not in v and "\r" not in v for v in values.values())
+        straight = straight and plain_values and sender.email.isascii()
+        recipient = Recipient(email, dict(values))
         recipient.headers.update(headers)
         batch = Batch(content, sender, [recipient], subject_prefix="[Test] ")
         for given in ("<1.2.3@example-practice.com>", None):
             data, message_id = batch.wire(recipient, message_id=given)
             assert message_id == (given or message_id)
             assert (batch._plain_wire(recipient, message_id) is not None) is straight
-            ascii_local = email.partition("@")[0].isascii()
+            ascii_local = email.partition("@")[0].isascii() and sender.email.isascii()
             wire = WIRE_POLICY if ascii_local else WIRE_POLICY_UTF8
             expected = batch.mime(recipient, message_id=message_id).as_bytes(policy=wire)
             assert _without_date(data) == _without_date(expected), email
