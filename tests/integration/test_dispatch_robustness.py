@@ -324,6 +324,24 @@ def test_newsletter_planning_goes_by_chunks_and_resumes_after_a_crash(
     assert (run.done, run.recipients) == (True, 10)
 
 
+def test_planning_a_newsletter_skips_a_subscriber_who_already_has_it(
+    settings: Settings, engine: Engine
+) -> None:
+    """The unique key holds even when a chunk meets a row already there (PostgreSQL
+    plans with a plain INSERT first, then again skipping what is there)."""
+    from nurture.campaigns import load_catalogue
+
+    add_confirmed(engine, 6, at=NOW - timedelta(days=30))
+    catalogue = load_catalogue(settings)
+    letter = next(iter(catalogue.newsletters.values()))
+    there = add_outbox(engine, 4, letter.slug, "sent", campaign="newsletters", kind="newsletter")
+    planning.plan_newsletters(engine, catalogue, settings, now=letter.send_at)
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.subscriber_id, outbox.c.id, outbox.c.status)).all()
+    assert sorted(r.subscriber_id for r in rows) == [1, 2, 3, 4, 5, 6]
+    assert [(r.id, r.status) for r in rows if r.subscriber_id == 4] == [(there, "sent")]
+
+
 def test_taking_rows_compares_and_reads_times_as_they_are_stored(engine: Engine) -> None:
     """Rows are taken through the driver on SQLite: a row due on the very second is due,
     one due a microsecond later is not, and a running pause comes back as an aware time."""
