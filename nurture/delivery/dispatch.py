@@ -380,7 +380,10 @@ class Dispatcher:
                 reason = result.error or reason
                 metrics.provider_errors.labels(self.provider.name, "retryable").inc()
         in_flight = (OutboxStatus.SENDING, OutboxStatus.UNKNOWN)
+        covered = rows.keys() <= {r.recipient.outbox_id for r in results}
         with self.engine.begin() as conn:
+            if covered:  # first, as expire_leases locks a claim before its rows (deadlocks)
+                outbox_ops.release(conn, token)  # else the lease ends the rows left sending
             count = 0
             for message_id, ids in sent.items():
                 count += outbox_ops.mark_group_sent(conn, ids, message_id=message_id, now=now)
@@ -396,8 +399,6 @@ class Dispatcher:
                 conn, rows, retry, reason, now, report, expect=OutboxStatus.SENDING, token=token
             )
             outbox_ops.mark_unknown(conn, unknown, now=now, token=token)
-            if len(results) >= len(rows):  # else the lease settles the rows left sending
-                outbox_ops.release(conn, token)
         report.add(sent=count, failed=failed, unknown=len(unknown))
         metrics.sends.labels(OutboxStatus.SENT, "provider").inc(count)
         if failed:

@@ -174,9 +174,9 @@ def give_back(
 ) -> None:
     """Rows the claim ``token`` marked ``sending`` that never left: back to the queue,
     due at once, and the claim ends."""
+    release(conn, token)  # first: expire_leases locks a claim before its rows
     due = dict.fromkeys(ids, now)
     requeue(conn, due, now=now, expect=OutboxStatus.SENDING, error=error, token=token)
-    release(conn, token)
 
 
 def _among(conn: Connection, ids: Sequence[int]) -> Any:

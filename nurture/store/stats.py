@@ -269,7 +269,7 @@ def _queue(conn: Connection, now: datetime) -> dict[str, Any]:
     due = conn.execute(select(func.count()).where(queued, outbox.c.due_at <= now)).scalar_one()
     later = conn.execute(select(func.count()).where(queued, outbox.c.due_at > now)).scalar_one()
     # Through the claims and the index of unknown rows: never a scan of the outbox.
-    unknown = select(func.count()).where(text("outbox." + UNKNOWN_ROWS))
+    unknown = select(func.count()).select_from(outbox).where(text("outbox." + UNKNOWN_ROWS))
     reasons = conn.execute(
         select(outbox.c.error, func.count())
         .where(outbox.c.status == OutboxStatus.FAILED, outbox.c.updated_at >= now - FAILED_WINDOW)

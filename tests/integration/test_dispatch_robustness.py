@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select, text, update
 
 from nurture.delivery import planning
 from nurture.exceptions import ConfigurationError
@@ -375,16 +375,26 @@ def claimed(engine: Engine) -> list[int]:
         return sorted(claims.claimed_ids(conn))
 
 
-def test_a_claim_names_its_rows_in_flight_until_its_lease_ends_it(engine: Engine) -> None:
+def test_a_claim_names_its_rows_in_flight_until_its_lease_ends_it(
+    settings: Settings, engine: Engine
+) -> None:
     """No index holds the rows ``sending``: their batch's claim does, and when its lease
     runs out it turns the rows it still holds ``unknown`` (the one already recorded
-    stays sent), then ends."""
+    stays sent), then ends. The studio's queue figures read the same."""
+    from nurture.campaigns import load_catalogue
+    from nurture.store import stats
+
+    def queue() -> tuple[int, int]:
+        figures = stats.read(engine, load_catalogue(settings), now=NOW)["queue"]
+        return figures["sending"], figures["unknown"]
+
     queue_newsletter(engine, 5)
     lease = timedelta(minutes=5)
     with engine.begin() as conn:
         ids = [row.id for row in outbox_ops.take(conn, now=NOW, limit=3)]
         outbox_ops.start_sending(conn, ids, token="worker:1", now=NOW, lease=lease)
     assert claimed(engine) == sorted(ids)
+    assert queue() == (3, 0)
     with engine.begin() as conn:
         assert outbox_ops.sending(conn) == 3
         outbox_ops.mark_group_sent(conn, ids[:1], message_id="m-1", now=NOW)
@@ -394,6 +404,7 @@ def test_a_claim_names_its_rows_in_flight_until_its_lease_ends_it(engine: Engine
         assert outbox_ops.expire_leases(conn, now=NOW + lease + timedelta(seconds=1)) == 2
     assert claimed(engine) == []
     assert statuses(engine) == {"sent": 1, "unknown": 2, "queued": 2}
+    assert queue() == (0, 2)
 
 
 def test_every_claim_ends_with_its_batch(settings: Settings, engine: Engine) -> None:
@@ -423,4 +434,49 @@ def test_a_row_without_an_outcome_is_left_to_its_lease(settings: Settings, engin
         later = clock.now() + timedelta(seconds=settings.lease_seconds + 1)
         assert outbox_ops.expire_leases(conn, now=later) == 1
     assert statuses(engine) == {"sent": 2, "unknown": 1}
+    assert claimed(engine) == []
+
+
+class _Duplicating(FakeProvider):
+    """Answers for the first recipient twice and never for the last: the right count of
+    results, the wrong rows."""
+
+    def send(self, batch: Batch) -> list[SendResult]:
+        results = super().send(batch)
+        return [*results[:-1], results[0]]
+
+
+def test_a_claim_ends_only_when_every_row_has_its_outcome(
+    settings: Settings, engine: Engine
+) -> None:
+    queue_newsletter(engine, 3)
+    clock = FakeClock(NOW)
+    services_for(settings, engine, clock, _Duplicating()).dispatcher.dispatch()
+    assert statuses(engine) == {"sent": 2, "sending": 1}
+    assert len(claimed(engine)) == 3
+    with engine.begin() as conn:
+        later = clock.now() + timedelta(seconds=settings.lease_seconds + 1)
+        assert outbox_ops.expire_leases(conn, now=later) == 1
+    assert statuses(engine) == {"sent": 2, "unknown": 1}
+
+
+# PostgreSQL only: SQLite has no row locks, its writers take turns.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_recording_a_batch_never_waits_on_housekeeping_for_its_claim(engine: Engine) -> None:
+    """A batch's record ends its claim before touching its rows, as expire_leases locks
+    a claim before the rows; the other order deadlocked when a lease ran out during the
+    record. While a record is open, housekeeping passes its claim by."""
+    queue_newsletter(engine, 3)
+    lease = timedelta(minutes=5)
+    with engine.begin() as conn:
+        ids = [row.id for row in outbox_ops.take(conn, now=NOW, limit=10)]
+        outbox_ops.start_sending(conn, ids, token="worker:1", now=NOW, lease=lease)
+    later = NOW + lease + timedelta(minutes=1)
+    with engine.connect() as recording, recording.begin():
+        outbox_ops.release(recording, "worker:1")  # as Dispatcher._record does, first
+        outbox_ops.mark_group_sent(recording, ids, message_id="m-1", now=later)
+        with engine.connect() as housekeeping, housekeeping.begin():
+            housekeeping.execute(text("SET LOCAL lock_timeout = '2s'"))
+            assert outbox_ops.expire_leases(housekeeping, now=later) == 0
+    assert statuses(engine) == {"sent": 3}
     assert claimed(engine) == []
