@@ -9,7 +9,6 @@ the substitution itself from ``personalizations[].substitutions``.
 
 from __future__ import annotations
 
-import binascii
 import html
 import re
 import secrets
@@ -25,10 +24,10 @@ from typing import Any
 import idna
 
 from nurture.exceptions import DeliveryError
+from nurture.mail.bodies import PLACEHOLDER, fill, fill_quoted, quoted_lines, quoted_printable
 
 #: The per-recipient fields a compiled step may hold.
 FIELDS = ("first_name", "unsubscribe_url", "preferences_url", "confirm_url")
-_PLACEHOLDER = re.compile(r"%%([a-z_]+)(\|html)?%%")
 # A dot-atom local part and an ASCII domain: what nearly every address is, and what
 # Python's header parser reads back unchanged as long as no "=?" starts an RFC 2047
 # encoded word. Anything else takes the slow path of header_address.
@@ -144,73 +143,33 @@ class Content:
 
     @cached_property
     def _html_parts(self) -> list[str]:
-        return _PLACEHOLDER.split(self.html)
+        return PLACEHOLDER.split(self.html)
 
     @cached_property
     def _text_parts(self) -> list[str]:
-        return _PLACEHOLDER.split(self.text)
+        return PLACEHOLDER.split(self.text)
 
     def personalise(self, values: dict[str, str]) -> tuple[str, str]:
         """(html, text) for one recipient; unknown placeholders are left as they are."""
-        return _fill(self._html_parts, values, True), _fill(self._text_parts, values, False)
+        return fill(self._html_parts, values, True), fill(self._text_parts, values, False)
 
     def quoted(self, values: dict[str, str]) -> tuple[str, str]:
-        """(html, text) for one recipient as quoted-printable (see :func:`_quoted_printable`).
+        """(html, text) for one recipient as quoted-printable (see ``bodies.quoted_printable``).
 
         Only the lines holding a placeholder are encoded per recipient: the encoding
         works line by line, so the others are encoded once, with the step.
         """
-        return _fill_quoted(self._html_lines, values, True), _fill_quoted(
+        return fill_quoted(self._html_lines, values, True), fill_quoted(
             self._text_lines, values, False
         )
 
     @cached_property
     def _html_lines(self) -> list[str | list[str]]:
-        return _quoted_lines(self.html)
+        return quoted_lines(self.html)
 
     @cached_property
     def _text_lines(self) -> list[str | list[str]]:
-        return _quoted_lines(self.text)
-
-
-def _quoted_lines(body: str) -> list[str | list[str]]:
-    """``body`` line by line (split as :func:`_quoted_printable` splits it): runs of lines
-    without a placeholder already encoded, and each line with one as its parts."""
-    out: list[str | list[str]] = []
-    plain: list[bytes] = []
-    for line in body.encode("utf-8").splitlines():  # never inside a UTF-8 sequence
-        text = line.decode("utf-8")
-        if "%%" not in text or len(parts := _PLACEHOLDER.split(text)) == 1:
-            plain.append(line)
-            continue
-        if plain:
-            out.append(_quoted_printable_bytes(plain))
-            plain = []
-        out.append(parts)
-    if plain or not out:  # an empty body is still one empty line
-        out.append(_quoted_printable_bytes(plain))
-    return out
-
-
-def _fill_quoted(lines: list[str | list[str]], values: dict[str, str], for_html: bool) -> str:
-    return "".join(
-        line if isinstance(line, str) else _quoted_printable(_fill(line, values, for_html))
-        for line in lines
-    )
-
-
-def _fill(parts: list[str], values: dict[str, str], for_html: bool) -> str:
-    # re.split with two groups yields [text, name, html_flag, text, name, html_flag, ...]
-    out = [parts[0]]
-    for i in range(1, len(parts), 3):
-        name, is_html, rest = parts[i], parts[i + 1], parts[i + 2]
-        value = values.get(name)
-        if value is None:
-            out.append(f"%%{name}{is_html or ''}%%")
-        else:
-            out.append(html.escape(value, quote=True) if is_html else value)
-        out.append(rest)
-    return "".join(out)
+        return quoted_lines(self.text)
 
 
 @dataclass(slots=True)
@@ -419,22 +378,8 @@ def _text_part(body: str, subtype: str) -> MIMEPart:
     part = MIMEPart(policy=MESSAGE_POLICY)
     part["Content-Type"] = _STRUCTURE[subtype]
     part["Content-Transfer-Encoding"] = _STRUCTURE["quoted-printable"]
-    part.set_payload(_quoted_printable(body))
+    part.set_payload(quoted_printable(body))
     return part
-
-
-def _quoted_printable(body: str) -> str:
-    """``body`` as UTF-8 quoted-printable text, lines ending in ``\\n``, as set_content
-    makes it."""
-    return _quoted_printable_bytes(body.encode("utf-8").splitlines())
-
-
-def _quoted_printable_bytes(lines: list[bytes]) -> str:
-    # binascii's encoder (C) rather than email.quoprimime's: the same encoding, with
-    # lines of at most 76 characters, RFC 2045's limit (set_content would use the
-    # policy's 998, which is for headers here, and make lines some filters distrust).
-    # It works line by line: lines encoded apart and joined are the same text.
-    return binascii.b2a_qp(b"\n".join(lines) + b"\n", istext=True).decode("ascii")
 
 
 _STRUCTURE = {
