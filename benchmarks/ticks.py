@@ -23,11 +23,7 @@ from sqlalchemy import Engine, text
 from benchmarks.newsletter import bench_settings, database_for, seed
 from nurture.campaigns import load_catalogue
 from nurture.delivery import planning
-from nurture.delivery.dispatch import Dispatcher
-from nurture.mail.recipients import RecipientFactory
-from nurture.mail.tokens import Tokens
-from nurture.providers import make_provider
-from nurture.rendering import Renderer
+from nurture.runtime.services import build_services
 from nurture.store import database
 
 CAMPAIGN = "what-i-actually-do"
@@ -78,15 +74,7 @@ def run(backend: str, enrolments: int, due: int) -> tuple[float, float]:
                 days=30
             )
             now = now.replace(hour=10, minute=0)
-            dispatcher = Dispatcher(
-                engine,
-                settings,
-                catalogue,
-                Renderer(settings, catalogue),
-                RecipientFactory(settings, Tokens.from_settings(settings)),
-                make_provider(settings),
-                clock=lambda: now,
-            )
+            dispatcher = build_services(settings, clock=lambda: now, engine=engine).dispatcher
             planning.plan(engine, catalogue, settings, now=now)  # warm: caches, statistics
             idle = []
             for _ in range(ROUNDS * 2):
