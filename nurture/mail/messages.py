@@ -238,7 +238,7 @@ class Batch:
             msg["Reply-To"] = shared["Reply-To"]
         msg["Subject"] = shared["Subject"]
         msg["Date"] = _date_header()
-        msg["Message-ID"] = message_id or make_msgid(domain=self.sender.email.rpartition("@")[2])
+        msg["Message-ID"] = message_id or self._new_message_id()
         try:
             for name, value in recipient.headers.items():
                 if not _PLAIN_NAME.fullmatch(name):  # a line break would start a header
@@ -294,7 +294,7 @@ class Batch:
             if not value or "\n" in value or "\r" in value:
                 return None
         lines = [self._wire_from, f"To: {email}\r\n", self._wire_subject, _date_line()]
-        message_id = message_id or make_msgid(domain=self.sender.email.rpartition("@")[2])
+        message_id = message_id or self._new_message_id()
         if not _PLAIN_MESSAGE_ID.fullmatch(message_id) or len(message_id) > 900:
             return None
         lines.append(f"Message-ID: {message_id}\r\n")
@@ -322,6 +322,9 @@ class Batch:
             f"\r\n--{boundary}--\r\n",
         )
         return "".join(lines).encode("ascii"), message_id
+
+    def _new_message_id(self) -> str:
+        return make_msgid(domain=self.sender.email.rpartition("@")[2])
 
     @cached_property
     def _ascii_sender(self) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from nurture.exceptions import NurtureError
-from nurture.store.database import normalise_url
+from nurture.store.database import normalise_url, sqlite_file
 
 
 class BackupError(NurtureError):
@@ -36,9 +36,9 @@ def backup_sqlite(url: str, path: Path) -> str:
     Raises :class:`BackupError` when the source is missing, the copy cannot be written,
     or the copy does not open with an Alembic version (nothing is left at ``path`` then).
     """
-    source_path = make_url(normalise_url(url)).database
-    if not source_path or source_path == ":memory:" or not Path(source_path).exists():
-        raise BackupError(f"no SQLite database at {source_path!r}")
+    source_path = sqlite_file(url)
+    if source_path is None:
+        raise BackupError(f"no SQLite database at {url}")
     path = Path(path)
     if path.resolve() == Path(source_path).resolve():
         raise BackupError("the backup must not overwrite the database itself")

@@ -39,6 +39,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of the SQLite database at ``url``, when it exists (not in memory)."""
+    name = make_url(normalise_url(url)).database
+    if not name or name == ":memory:" or not Path(name).exists():
+        return None
+    return Path(name)
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

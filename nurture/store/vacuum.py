@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 from nurture.exceptions import NurtureError
-from nurture.store.database import SQLITE_PAGE_SIZE, normalise_url
+from nurture.store.database import SQLITE_PAGE_SIZE, sqlite_file
 
 
 class VacuumError(NurtureError):
@@ -28,9 +25,9 @@ def vacuum_sqlite(url: str, *, page_size: int = SQLITE_PAGE_SIZE) -> tuple[int, 
     """Rewrites the SQLite database at ``url`` with ``page_size`` pages; returns the page
     size (bytes) before and after. Raises :class:`VacuumError` when it is missing, in
     use, or cannot be rewritten (VACUUM is all or nothing: the data stays as it was)."""
-    path = make_url(normalise_url(url)).database
-    if not path or path == ":memory:" or not Path(path).exists():
-        raise VacuumError(f"no SQLite database at {path!r}")
+    path = sqlite_file(url)
+    if path is None:
+        raise VacuumError(f"no SQLite database at {url}")
     conn = None
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=5)
