@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, insert, select
 
-from nurture.store import outbox_sql
+from nurture.store.bulk import json_ids
 from nurture.store.schema import outbox_claims
 
 
@@ -24,7 +24,7 @@ def open_claim(
     conn: Connection, token: str, ids: Sequence[int], *, lease_until: datetime, now: datetime
 ) -> None:
     """The claim ``token`` on ``ids``, until ``lease_until``."""
-    values = {"token": token, "lease_until": lease_until, "ids": outbox_sql.json_ids(ids)}
+    values = {"token": token, "lease_until": lease_until, "ids": json_ids(ids)}
     conn.execute(insert(outbox_claims), {**values, "created_at": now})
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     func,
     literal_column,
     select,
@@ -32,6 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType
 
+from nurture.store.bulk import json_ids, pg_array_ids
 from nurture.store.schema import QUEUED_ROWS, outbox, subscribers
 from nurture.store.statuses import OutboxStatus
 
@@ -41,22 +43,21 @@ _NOT_FINAL = text("outbox.status IN ('sending', 'unknown', 'queued')")
 _NOW = bindparam("now", type_=outbox.c.due_at.type)
 
 
-def ids(conn: Connection, values: Sequence[int]) -> Any:
-    """The ``ids`` parameter: an array on PostgreSQL, a JSON list on SQLite."""
+def ids(conn: Connection, values: Sequence[int]) -> str:
+    """The ``ids`` parameter: an array literal on PostgreSQL, a JSON list on SQLite."""
     if conn.dialect.name == "postgresql":
-        return list(values)
+        return pg_array_ids(values)
     return json_ids(values)
 
 
-def json_ids(values: Sequence[int]) -> str:
-    """What json.dumps writes for a list of ints, several times faster."""
-    return "[" + ",".join(map(str, map(int, values))) + "]"
+#: The ``ids`` parameter on PostgreSQL: one text literal, cast by the server.
+PG_IDS = cast(bindparam("ids", type_=String), ARRAY(BigInteger))
 
 
 def _among_ids(dialect: str) -> Any:
     """``outbox.id`` is one of parameter ``ids`` (one parameter, however many ids)."""
     if dialect == "postgresql":
-        return outbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+        return outbox.c.id == any_(PG_IDS)
     each = func.json_each(bindparam("ids", type_=String))
     return outbox.c.id.in_(select(literal_column("value")).select_from(each).scalar_subquery())
 
