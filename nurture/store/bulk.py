@@ -101,6 +101,7 @@ def json_ids(values: Sequence[int]) -> str:
 
 
 def pg_array_ids(values: Sequence[int]) -> str:
-    """A PostgreSQL array literal of ints, for SQL to cast to ``bigint[]``. psycopg dumps a Python list of a thousand ints element by element,
-    in Python: 1.3 ms a batch statement, against 0.2 ms for the one string."""
+    """A PostgreSQL array literal of ints, for SQL to cast to ``bigint[]``. psycopg
+    dumps a Python list of a thousand ints element by element, in Python: 1.3 ms a
+    batch statement, against 0.2 ms for the one string."""
     return "{" + ",".join(map(str, map(int, values))) + "}"

@@ -36,19 +36,15 @@ from nurture.store import bulk, claims
 from nurture.store import outbox_sql as sql
 from nurture.store.claims import release as release  # dispatch ends a claim it recorded
 from nurture.store.schema import (
-    QUEUED_ROWS,
-    UNKNOWN_ROWS,
     as_utc,
     outbox,
     webhook_events,
 )
 from nurture.store.statuses import OutboxStatus
 
-_QUEUED = text("outbox." + QUEUED_ROWS)
 #: What planning decides of a row; the rest starts the same for every row.
 _PLANNED = ("subscriber_id", "kind", "campaign", "step", "due_at", "expires_at")
 _IN_FLIGHT = text("outbox.status IN ('sending', 'unknown')")
-_UNKNOWN = text("outbox." + UNKNOWN_ROWS)
 
 
 class Claimed(NamedTuple):
@@ -406,8 +402,7 @@ def unknown_rows(
             outbox.c.updated_at,
         )
         .where(
-            _UNKNOWN,
-            outbox.c.updated_at <= before,
+            outbox.c.unknown_since <= before,  # the index of unknown rows (schema.outbox)
             outbox.c.id > after_id,
         )
         .order_by(outbox.c.id)

@@ -34,10 +34,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType
 
 from nurture.store.bulk import json_ids, pg_array_ids
-from nurture.store.schema import QUEUED_ROWS, outbox, subscribers
+from nurture.store.schema import outbox, subscribers
 from nurture.store.statuses import OutboxStatus
 
-_QUEUED = text("outbox." + QUEUED_ROWS)
+_QUEUED = text("outbox.status = 'queued'")
 # Literal, not an expanding IN: that is rendered afresh at every execution.
 _NOT_FINAL = text("outbox.status IN ('sending', 'unknown', 'queued')")
 _NOW = bindparam("now", type_=outbox.c.due_at.type)
@@ -93,8 +93,8 @@ def take(dialect: str, only: bool) -> Any:
             outbox.c.created_at <= stale_before,
         )
         .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-        .where(_QUEUED, outbox.c.due_at <= _NOW)
-        .order_by(outbox.c.due_at, outbox.c.id)
+        .where(outbox.c.queued_due <= _NOW)  # the queue's index (schema.outbox)
+        .order_by(outbox.c.queued_due, outbox.c.id)
         .limit(bindparam("limit", type_=Integer))
     )
     if only:

@@ -31,11 +31,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from nurture.store.schema import QUEUED_ROWS, newsletter_runs, outbox, subscribers
+from nurture.store.schema import newsletter_runs, outbox, subscribers
 from nurture.store.statuses import OutboxKind, OutboxStatus, SubscriberStatus
 from nurture.store.upsert import insert_ignore
 
-_QUEUED = text("outbox." + QUEUED_ROWS)  # the partial index's predicate, as in store.outbox
 _COLUMNS = (
     "subscriber_id", "kind", "campaign", "step", "due_at", "expires_at", "status",
     "attempts", "created_at", "updated_at",
@@ -74,8 +73,8 @@ def due_preview(conn: Connection, *, now: datetime, limit: int = 50) -> list[Any
                 subscribers.c.email,
             )
             .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
-            .where(_QUEUED, outbox.c.due_at <= now)
-            .order_by(outbox.c.due_at, outbox.c.id)
+            .where(outbox.c.queued_due <= now)  # the queue's index (schema.outbox)
+            .order_by(outbox.c.queued_due, outbox.c.id)
             .limit(limit)
         )
     )

@@ -15,12 +15,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select
 
 from nurture.store import database, goals, links
 from nurture.store import outbox as outbox_ops
 from nurture.store.schema import (
-    UNKNOWN_ROWS,
     consents,
     enrolments,
     newsletter_runs,
@@ -265,11 +264,11 @@ def _weeks(conn: Connection, now: datetime) -> list[dict[str, Any]]:
 
 def _queue(conn: Connection, now: datetime) -> dict[str, Any]:
     """What waits and what went wrong: due now, scheduled later, in flight, failed."""
-    queued = outbox.c.status == OutboxStatus.QUEUED
-    due = conn.execute(select(func.count()).where(queued, outbox.c.due_at <= now)).scalar_one()
-    later = conn.execute(select(func.count()).where(queued, outbox.c.due_at > now)).scalar_one()
-    # Through the claims and the index of unknown rows: never a scan of the outbox.
-    unknown = select(func.count()).select_from(outbox).where(text("outbox." + UNKNOWN_ROWS))
+    # Through the partial indexes and the claims: never a scan of the outbox.
+    queued_due = outbox.c.queued_due
+    due = conn.execute(select(func.count()).where(queued_due <= now)).scalar_one()
+    later = conn.execute(select(func.count()).where(queued_due > now)).scalar_one()
+    unknown = select(func.count()).where(outbox.c.unknown_since.is_not(None))
     reasons = conn.execute(
         select(outbox.c.error, func.count())
         .where(outbox.c.status == OutboxStatus.FAILED, outbox.c.updated_at >= now - FAILED_WINDOW)

@@ -9,7 +9,7 @@ from sqlalchemy import inspect, select
 
 from nurture.store import claims, database
 from nurture.store import outbox as outbox_ops
-from nurture.store.schema import metadata, outbox
+from nurture.store.schema import OUTBOX_FILLFACTOR, metadata, outbox
 
 
 def test_sqlite_migration_matches_metadata(tmp_path: Path) -> None:
@@ -110,3 +110,31 @@ def test_a_batch_sending_during_the_upgrade_gets_its_claim(blank_database_url: s
 
 EARLIER = datetime(2026, 12, 1, 10, 4, tzinfo=UTC)
 LATER = datetime(2026, 12, 1, 10, 6, tzinfo=UTC)
+
+
+def test_rows_keep_their_place_in_the_queue_across_0009(blank_database_url: str) -> None:
+    """0009 re-keys the outbox's partial indexes on generated columns: a queued row is
+    still due, an unknown one still awaits evidence, the rest are in neither."""
+    url = blank_database_url
+    database.upgrade(url, "0008")
+    engine = database.make_engine(url)
+    at = "'2026-12-01 10:00:00.000000'"
+    with engine.begin() as conn:
+        for row_id, status in ((1, "queued"), (2, "unknown"), (3, "sent"), (4, "cancelled")):
+            conn.exec_driver_sql(
+                "INSERT INTO outbox (id, subscriber_id, kind, campaign, step, due_at, status,"
+                f" attempts, created_at, updated_at) VALUES ({row_id}, NULL, 'newsletter',"
+                f" 'newsletters', 'n{row_id}', {at}, '{status}', 1, {at}, {at})"
+            )
+    engine.dispose()
+    database.upgrade(url)
+    engine = database.make_engine(url)
+    with engine.begin() as conn:
+        assert [row.id for row in outbox_ops.take(conn, now=EARLIER, limit=10)] == [1]
+        assert [row.id for row in outbox_ops.unknown_rows(conn, before=EARLIER)] == [2]
+        if conn.dialect.name == "postgresql":
+            options = conn.exec_driver_sql(
+                "SELECT reloptions FROM pg_class WHERE oid = 'outbox'::regclass"
+            ).scalar_one()
+            assert options == [f"fillfactor={OUTBOX_FILLFACTOR}"]
+    engine.dispose()
