@@ -85,6 +85,7 @@ def enqueue_keys(
         _PLANNED,
         {"status": OutboxStatus.QUEUED.value, "attempts": 0, "created_at": now, "updated_at": now},
         returning=("subscriber_id", "campaign", "step"),
+        conflicts_rare=True,  # a step is planned once: its enrolment is locked meanwhile
     )
     return {(r.subscriber_id, r.campaign, r.step) for r in inserted}
 

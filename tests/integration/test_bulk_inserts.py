@@ -1,0 +1,62 @@
+"""Batch inserts (store.bulk): each column travels as one parameter, and a batch that
+meets rows already there inserts the others, on both backends."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Engine
+
+from nurture.store import outbox as outbox_ops
+from nurture.store.bulk import pg_array_literal
+from tests.helpers import NOW, queue_newsletter
+
+
+def planned(subscriber_id: int, step: str) -> dict[str, object]:
+    return {
+        "subscriber_id": subscriber_id,
+        "kind": "sequence",
+        "campaign": "what-i-do",
+        "step": step,
+        "due_at": NOW,
+    }
+
+
+def test_a_batch_meeting_a_planned_row_inserts_the_others(engine: Engine) -> None:
+    """On PostgreSQL the plain INSERT fails on the row already there; its savepoint is
+    undone and the batch goes again, skipping that row. Nothing else is lost."""
+    queue_newsletter(engine, 3)
+    with engine.begin() as conn:
+        first = outbox_ops.enqueue_keys(conn, [planned(1, "welcome")], now=NOW)
+        assert first == {(1, "what-i-do", "welcome")}
+        again = outbox_ops.enqueue_keys(
+            conn, [planned(1, "welcome"), planned(2, "welcome"), planned(3, "welcome")], now=NOW
+        )
+        assert again == {(2, "what-i-do", "welcome"), (3, "what-i-do", "welcome")}
+    with engine.begin() as conn:  # the transaction outlived the failed attempt
+        assert outbox_ops.enqueue_keys(conn, [planned(1, "second")], now=NOW) == {
+            (1, "what-i-do", "second")
+        }
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_array_literals_read_back_as_the_values_given(engine: Engine) -> None:
+    """Batch inserts send each column as one array literal (store.bulk): quoting,
+    escaping and NULLs must read back exactly, whatever a first name holds."""
+    texts = [None, 'a"b\\c', "", "NULL", " x ", "{,}", "é", "NULL, 1"]
+    times = [datetime(2026, 1, 2, 3, 4, 5, 6), None]
+    with engine.connect() as conn:
+        read = conn.exec_driver_sql(
+            "SELECT CAST(%(t)s AS text[]), CAST(%(d)s AS timestamp[]),"
+            " CAST(%(b)s AS boolean[]), CAST(%(i)s AS bigint[])",
+            {
+                "t": pg_array_literal(texts),
+                "d": pg_array_literal(times),
+                "b": pg_array_literal([True, False, None]),
+                "i": pg_array_literal([1, None, 2**40]),
+            },
+        ).one()
+    assert list(read) == [texts, times, [True, False, None], [1, None, 2**40]]
+    with pytest.raises(TypeError):
+        pg_array_literal([1.5])
