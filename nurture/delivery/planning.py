@@ -85,10 +85,10 @@ def plan_sequences(
     _wake_held(engine, catalogue, now=now)
     while True:
         with engine.begin() as conn:
-            due = enrolment_ops.due_for_planning(conn, now=now, limit=batch)
+            due = enrolment_ops.take_for_planning(conn, now=now, limit=batch)
             if not due:
                 return report
-            rows, planned, completed, stopped, held = [], [], [], [], []
+            rows, completed, stopped, held = [], [], [], []
             for e in due:
                 decision = decide(e, catalogue, settings)
                 if decision == STOP:
@@ -100,10 +100,8 @@ def plan_sequences(
                 else:
                     assert isinstance(decision, dict)
                     rows.append(decision)
-                    planned.append(e.id)
             inserted = outbox_ops.enqueue_keys(conn, rows, now=now)
             report.sequence_rows += len(inserted)
-            enrolment_ops.mark_planned(conn, planned, now=now)
             _settle_conflicts(conn, catalogue, rows, inserted, now=now)
             enrolment_ops.set_status(conn, completed, EnrolmentStatus.COMPLETED, now=now)
             enrolment_ops.set_status(conn, stopped, EnrolmentStatus.STOPPED, now=now)

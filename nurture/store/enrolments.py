@@ -15,14 +15,10 @@ from nurture.store.statuses import EnrolmentStatus, SubscriberStatus
 from nurture.store.upsert import insert_ignore, insert_ignored
 
 
-def due_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any]:
-    """Active enrolments of confirmed subscribers whose next step is due by ``now``.
-
-    On PostgreSQL the rows are locked with SKIP LOCKED so that two planners split the
-    work instead of planning the same enrolment twice (the outbox's unique constraint
-    would make that harmless anyway; this just avoids the wasted work).
-    """
-    query = (
+def _due(now: datetime, limit: int) -> Any:
+    """Active enrolments of confirmed subscribers whose next step is due by ``now``,
+    oldest first, with what planning needs from the subscriber."""
+    return (
         select(
             enrolments.c.id,
             enrolments.c.subscriber_id,
@@ -42,19 +38,49 @@ def due_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any
         .order_by(enrolments.c.next_due_at, enrolments.c.id)
         .limit(limit)
     )
+
+
+def due_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any]:
+    """The enrolments due by ``now`` (see :func:`_due`), changing nothing (a preview)."""
+    return list(conn.execute(_due(now, limit)))
+
+
+def take_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any]:
+    """The enrolments due by ``now``, taken: their ``next_due_at`` is cleared, since
+    the planner queues each one's next step in the outbox (or ends it) in this same
+    transaction, and nothing is left to plan until that step is sent.
+
+    On PostgreSQL one statement locks them (SKIP LOCKED: two planners split the work
+    instead of planning the same enrolment twice), clears them and returns them as they
+    were: locking and then updating wrote every row twice. SQLite holds its write lock
+    from ``BEGIN IMMEDIATE``, and reads, then clears.
+    """
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=enrolments)
-    return list(conn.execute(query))
-
-
-def mark_planned(conn: Connection, ids: Sequence[int], *, now: datetime) -> None:
-    """The next step now waits in the outbox: nothing more to plan until it is sent."""
-    if ids:
+        due = _due(now, limit).with_for_update(skip_locked=True, of=enrolments).subquery("due")
+        taken = (
+            update(enrolments)
+            .where(enrolments.c.id == due.c.id)
+            .values(next_due_at=None, updated_at=now)
+            .returning(
+                enrolments.c.id,
+                enrolments.c.subscriber_id,
+                enrolments.c.campaign,
+                enrolments.c.next_step,
+                enrolments.c.last_step,
+                due.c.next_due_at,
+                due.c.timezone,
+                due.c.paused_until,
+            )
+        )
+        return list(conn.execute(taken))
+    rows = due_for_planning(conn, now=now, limit=limit)
+    if rows:
         conn.execute(
             update(enrolments)
-            .where(bulk.among(conn, enrolments.c.id, ids))
+            .where(bulk.among(conn, enrolments.c.id, [row.id for row in rows]))
             .values(next_due_at=None, updated_at=now)
         )
+    return rows
 
 
 def set_status(conn: Connection, ids: Sequence[int], status: str, *, now: datetime) -> None:
