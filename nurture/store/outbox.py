@@ -18,6 +18,7 @@ what happened.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -129,19 +130,15 @@ def take(
     what it will send with :func:`start_sending` in the same transaction; rows it does
     not mark stay queued, untouched.
     """
-    dialect = conn.dialect.name
     params = {"now": now, "stale_before": now - give_up, "limit": limit}
     if only_ids is not None:
         params["ids"] = sql.ids(conn, only_ids)
-    if dialect == "sqlite":
-        # Straight through the driver (see outbox_sql.take_on_sqlite): on SQLite the
-        # result's handling cost more than the query, a thousand rows per batch.
-        text, arguments = sql.take_on_sqlite(conn.dialect, only_ids is not None, params)
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        found = driver.execute(text, arguments).fetchall()
-    else:
-        found = conn.execute(sql.take(dialect, only_ids is not None), params).all()
+    # Straight through the driver (see outbox_sql.take_on_driver).
+    text, arguments = sql.take_on_driver(conn.dialect, only_ids is not None, params)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with closing(driver.cursor()) as cursor:
+        found = cursor.execute(text, arguments).fetchall()
     taken = list(map(Claimed._make, found))
     for i, row in enumerate(taken):
         if row.paused_until is not None:  # untyped in the query: see outbox_sql.take

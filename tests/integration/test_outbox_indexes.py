@@ -46,7 +46,7 @@ def test_taking_due_rows_reads_the_queue_index(engine: Engine) -> None:
     params = {"now": NOW, "stale_before": NOW, "limit": 10}
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":  # take runs through the driver there
-            sql, arguments = outbox_sql.take_on_sqlite(conn.dialect, False, params)
+            sql, arguments = outbox_sql.take_on_driver(conn.dialect, False, params)
             driver = conn.connection.driver_connection
             assert driver is not None
             plan = plan_text(driver.execute("EXPLAIN QUERY PLAN " + sql, arguments))
