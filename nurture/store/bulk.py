@@ -49,8 +49,10 @@ def insert_ignore_returning(
     of the rows really inserted.
 
     ``conflicts_rare``: on PostgreSQL, try a plain INSERT first, in a savepoint, and
-    skip conflicts only when it meets one. ON CONFLICT's speculative insertion costs
-    PostgreSQL about a third more per row; a conflict costs the attempt.
+    skip conflicts only when it meets one. ON CONFLICT's speculative insertion cost
+    PostgreSQL 50-140% more per row (1,000 planned steps: 5.4 against 8.3-13 ms). A
+    conflict costs the attempt (dead rows for VACUUM, ids skipped) and a "duplicate key"
+    ERROR line in PostgreSQL's own log, which is harmless.
     """
     if not rows:
         return []
@@ -108,7 +110,9 @@ def _pg_element(value: Any) -> str:
             value = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{value}"'
     if isinstance(value, datetime):
-        return f'"{value.isoformat(" ")}"'  # naive UTC by now (see _bound)
+        if value.tzinfo is not None:  # the cast to timestamp[] would drop its offset
+            raise ValueError("aware datetime in an array literal; bind it first (_bound)")
+        return f'"{value.isoformat(" ")}"'
     if isinstance(value, int | date):  # bool is an int: "True" and "False" read back
         return f'"{value}"'
     raise TypeError(f"no array literal for {type(value).__name__}")
@@ -121,9 +125,9 @@ def _pg_array(conn: Connection, column: Column[Any]) -> str:
 
 
 def among(conn: Connection, column: Column[Any], ids: Sequence[int]) -> Any:
-    """``column`` is one of ``ids``, passed as ONE parameter: an array on PostgreSQL, a
-    JSON list on SQLite. A thousand-item ``IN (...)`` costs more to render and for
-    psycopg to parse than the statement costs to run."""
+    """``column`` is one of ``ids``, passed as ONE parameter: an array literal on
+    PostgreSQL (cast by the server), a JSON list on SQLite. A thousand-item ``IN (...)``
+    costs more to render and for psycopg to parse than the statement costs to run."""
     if conn.dialect.name == "postgresql":
         literal = bindparam("among_ids", pg_array_ids(ids), type_=String)
         return column == any_(cast(literal, ARRAY(BigInteger)))

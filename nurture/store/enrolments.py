@@ -52,8 +52,9 @@ def take_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[An
 
     On PostgreSQL one statement locks them (SKIP LOCKED: two planners split the work
     instead of planning the same enrolment twice), clears them and returns them as they
-    were: locking and then updating wrote every row twice. SQLite holds its write lock
-    from ``BEGIN IMMEDIATE``, and reads, then clears.
+    were (``next_due_at`` from the sub-select: RETURNING alone would give the new NULL),
+    in one round trip instead of two. SQLite holds its write lock from ``BEGIN
+    IMMEDIATE``, and reads, then clears.
     """
     if conn.dialect.name == "postgresql":
         due = _due(now, limit).with_for_update(skip_locked=True, of=enrolments).subquery("due")

@@ -264,7 +264,8 @@ def _weeks(conn: Connection, now: datetime) -> list[dict[str, Any]]:
 
 def _queue(conn: Connection, now: datetime) -> dict[str, Any]:
     """What waits and what went wrong: due now, scheduled later, in flight, failed."""
-    # Through the partial indexes and the claims: never a scan of the outbox.
+    # Queued, unknown and sending through the partial indexes and the claims, never a
+    # scan of the outbox; failures of the last days are read from the rows themselves.
     queued_due = outbox.c.queued_due
     due = conn.execute(select(func.count()).where(queued_due <= now)).scalar_one()
     later = conn.execute(select(func.count()).where(queued_due > now)).scalar_one()

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
 
 from nurture.store import outbox as outbox_ops
 from nurture.store.bulk import pg_array_literal
+from nurture.store.schema import outbox
 from tests.helpers import NOW, queue_newsletter
 
 
@@ -60,3 +62,19 @@ def test_array_literals_read_back_as_the_values_given(engine: Engine) -> None:
     assert list(read) == [texts, times, [True, False, None], [1, None, 2**40]]
     with pytest.raises(TypeError):
         pg_array_literal([1.5])
+
+
+def test_an_error_other_than_a_conflict_is_not_skipped(engine: Engine) -> None:
+    """Only rows already there are skipped: a row breaking another rule (no kind) fails
+    the batch loudly on both backends, after PostgreSQL's second try as well."""
+    bad = {**planned(1, "welcome"), "kind": None}
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        outbox_ops.enqueue_keys(conn, [planned(2, "welcome"), bad], now=NOW)
+    with engine.connect() as conn:  # nothing of the batch stayed
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 0
+
+
+def test_aware_times_never_reach_an_array_literal() -> None:
+    """The cast to timestamp[] would drop an offset: times are bound (naive UTC) first."""
+    with pytest.raises(ValueError):
+        pg_array_literal([NOW])

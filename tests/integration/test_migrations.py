@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from alembic import command
 from sqlalchemy import inspect, select
 
 from nurture.store import claims, database
@@ -137,4 +138,16 @@ def test_rows_keep_their_place_in_the_queue_across_0009(blank_database_url: str)
                 "SELECT reloptions FROM pg_class WHERE oid = 'outbox'::regclass"
             ).scalar_one()
             assert options == [f"fillfactor={OUTBOX_FILLFACTOR}"]
+    engine.dispose()
+    # A rollback of the code needs the schema back as 0008 had it, and then forward again.
+    command.downgrade(database.alembic_config(url), "0008")
+    engine = database.make_engine(url)
+    indexes = {ix["name"] for ix in inspect(engine).get_indexes("outbox")}
+    assert {"ix_outbox_queued_due", "ix_outbox_unknown"} <= indexes
+    assert "queued_due" not in {c["name"] for c in inspect(engine).get_columns("outbox")}
+    engine.dispose()
+    database.upgrade(url)
+    engine = database.make_engine(url)
+    with engine.begin() as conn:
+        assert [row.id for row in outbox_ops.take(conn, now=EARLIER, limit=10)] == [1]
     engine.dispose()
