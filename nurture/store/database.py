@@ -91,15 +91,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _begin(conn: Any) -> None:
             # Writers take the write lock up front (BEGIN IMMEDIATE); readers opened
             # with reading() neither wait for it nor hold it.
+            # Straight to the driver: exec_driver_sql's execution context cost more
+            # than the BEGIN itself, and every sign-up begins three transactions. (A
+            # failure here, "database is locked" after busy_timeout, then arrives as
+            # sqlite3's error rather than SQLAlchemy's wrapper; handlers catch both.)
+            driver = conn.connection.driver_connection
             if conn.get_execution_options().get(READ_ONLY, False):
-                conn.exec_driver_sql("BEGIN")
+                driver.execute("BEGIN")
                 return
             # Bounded like busy_timeout: a thread that nests two writing transactions
             # waits for itself, then meets SQLite's own timeout as it did before.
             if writers.acquire(timeout=30):
                 conn.info[_WRITER] = writers
             try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                driver.execute("BEGIN IMMEDIATE")
             except BaseException:
                 _release(conn)
                 raise
