@@ -16,7 +16,10 @@ from sqlalchemy import Connection, Row, and_, bindparam, delete, func, select, u
 
 from nurture.store import folding
 from nurture.store.schema import consents, enrolments, outbox, subscribers
-from nurture.store.upsert import insert_ignore, insert_ignore_returning_key
+from nurture.store.upsert import (
+    insert_ignore,
+    insert_ignore_returning_row,
+)
 
 
 @functools.cache
@@ -59,9 +62,11 @@ def emails_of(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     return {row.id: row.email for row in conn.execute(query)}
 
 
-def create(conn: Connection, values: dict[str, Any]) -> int | None:
-    """Inserts a subscriber; ``None`` when the address exists already (a concurrent sign-up)."""
-    return conn.execute(insert_ignore_returning_key(conn, subscribers), values).scalar()
+def create(conn: Connection, values: dict[str, Any]) -> Row[Any] | None:
+    """Inserts a subscriber and returns it as :func:`by_email` reads it (locked until
+    the transaction ends, as a row just inserted is); ``None`` when the address exists
+    already (a concurrent sign-up)."""
+    return conn.execute(insert_ignore_returning_row(conn, subscribers), values).first()
 
 
 def create_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:

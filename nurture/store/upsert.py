@@ -32,6 +32,17 @@ def _returning_key(dialect: str, table: Table) -> Any:
     return _insert_ignore(dialect, table).returning(*table.primary_key.columns)
 
 
+def insert_ignore_returning_row(conn: Connection, table: Table) -> Any:
+    """:func:`insert_ignore` returning every column of the row really inserted, as
+    ``select(table)`` reads it; built once per table."""
+    return _returning_row(conn.dialect.name, table)
+
+
+@functools.cache
+def _returning_row(dialect: str, table: Table) -> Any:
+    return _insert_ignore(dialect, table).returning(*table.columns)
+
+
 @functools.cache
 def _insert_ignore(dialect: str, table: Table) -> Any:
     # Built once per table (statements are immutable; callers add to a copy): a sign-up

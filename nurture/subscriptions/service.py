@@ -179,7 +179,7 @@ class Subscriptions(OptingOut):
     ) -> Row[Any]:
         row = subscriber_ops.by_email(conn, email, for_update=True)
         if row is None:
-            subscriber_ops.create(
+            row = subscriber_ops.create(
                 conn,
                 {
                     "public_id": new_public_id(),
@@ -192,8 +192,8 @@ class Subscriptions(OptingOut):
                     "created_at": now,
                 },
             )
-            # Re-read (locked): a concurrent sign-up may have created it first.
-            row = subscriber_ops.by_email(conn, email, for_update=True)
+            if row is None:  # a concurrent sign-up created it first: read theirs, locked
+                row = subscriber_ops.by_email(conn, email, for_update=True)
             assert row is not None
             return row
         # A known address: whatever the form says, the person's details stay as they

@@ -820,3 +820,25 @@ def test_changing_a_subscriber_refuses_a_name_that_is_not_a_column(
     with engine.begin() as conn:
         subscriber_ops.change(conn, row.id, first_name="Ann")
     assert subscriber(engine, row.email).first_name == "Ann"
+
+
+def test_creating_a_subscriber_returns_the_row_as_a_lookup_reads_it(engine: Engine) -> None:
+    """A sign-up takes the new row from the INSERT itself (no second read); an address
+    that exists already (a sign-up racing this one) gives ``None``, and the caller reads
+    the other one's row."""
+    values = {
+        "public_id": "pub-new",
+        "email": "new@example.org",
+        "first_name": "Sam",
+        "timezone": "Europe/London",
+        "status": "pending",
+        "newsletters": True,
+        "source_campaign": "what-i-actually-do",
+        "created_at": T0,
+    }
+    with engine.begin() as conn:
+        created = subscriber_ops.create(conn, values)
+        assert created is not None
+        assert created == subscriber_ops.by_email(conn, "new@example.org")
+        assert created.created_at == T0 and created.status == "pending"
+        assert subscriber_ops.create(conn, {**values, "public_id": "pub-other"}) is None
