@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import inspect, select
+from sqlalchemy import Connection, inspect, select
 
 from nurture.store import claims, database
 from nurture.store import outbox as outbox_ops
@@ -82,11 +82,14 @@ def test_a_batch_sending_during_the_upgrade_gets_its_claim(blank_database_url: s
             (3, "sending", None),
             (4, "sent", "w:0"),
         ):
-            conn.exec_driver_sql(
-                "INSERT INTO outbox (id, subscriber_id, kind, campaign, step, due_at, status,"
-                f" attempts, lease_until, worker, created_at, updated_at) VALUES ({row_id},"
-                f" {row_id}, 'newsletter', 'newsletters', 'n', {at}, '{status}', 1, {lease},"
-                f" {'NULL' if worker is None else repr(worker)}, {at}, {at})"
+            old_outbox_row(
+                conn,
+                row_id,
+                status,
+                at,
+                subscriber_id=str(row_id),
+                lease_until=lease,
+                worker="NULL" if worker is None else repr(worker),
             )
     engine.dispose()
     database.upgrade(url)
@@ -122,11 +125,7 @@ def test_rows_keep_their_place_in_the_queue_across_0009(blank_database_url: str)
     at = "'2026-12-01 10:00:00.000000'"
     with engine.begin() as conn:
         for row_id, status in ((1, "queued"), (2, "unknown"), (3, "sent"), (4, "cancelled")):
-            conn.exec_driver_sql(
-                "INSERT INTO outbox (id, subscriber_id, kind, campaign, step, due_at, status,"
-                f" attempts, created_at, updated_at) VALUES ({row_id}, NULL, 'newsletter',"
-                f" 'newsletters', 'n{row_id}', {at}, '{status}', 1, {at}, {at})"
-            )
+            old_outbox_row(conn, row_id, status, at, step=f"'n{row_id}'")
     engine.dispose()
     database.upgrade(url)
     engine = database.make_engine(url)
@@ -151,3 +150,24 @@ def test_rows_keep_their_place_in_the_queue_across_0009(blank_database_url: str)
     with engine.begin() as conn:
         assert [row.id for row in outbox_ops.take(conn, now=EARLIER, limit=10)] == [1]
     engine.dispose()
+
+
+def old_outbox_row(conn: Connection, row_id: int, status: str, at: str, **columns: str) -> None:
+    """An outbox row as an older schema stored it: a newsletter, with ``columns`` (SQL
+    literals) added or replacing the defaults."""
+    values = {
+        "id": str(row_id),
+        "subscriber_id": "NULL",
+        "kind": "'newsletter'",
+        "campaign": "'newsletters'",
+        "step": "'n'",
+        "due_at": at,
+        "status": f"'{status}'",
+        "attempts": "1",
+        "created_at": at,
+        "updated_at": at,
+        **columns,
+    }
+    conn.exec_driver_sql(
+        f"INSERT INTO outbox ({', '.join(values)}) VALUES ({', '.join(values.values())})"
+    )
