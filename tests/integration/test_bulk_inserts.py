@@ -78,3 +78,15 @@ def test_aware_times_never_reach_an_array_literal() -> None:
     """The cast to timestamp[] would drop an offset: times are bound (naive UTC) first."""
     with pytest.raises(ValueError):
         pg_array_literal([NOW])
+
+
+def test_a_rare_conflict_insert_returns_only_columns_it_was_given(engine: Engine) -> None:
+    """Without a conflict the values come from the rows given, so an id PostgreSQL
+    makes cannot be asked for."""
+    from nurture.store.bulk import insert_ignore_returning
+
+    with pytest.raises(ValueError), engine.begin() as conn:
+        insert_ignore_returning(
+            conn, outbox, [planned(1, "welcome")], ("subscriber_id",), {}, ("id",),
+            conflicts_rare=True,
+        )  # fmt: skip
