@@ -136,13 +136,19 @@ def among(conn: Connection, column: Column[Any], ids: Sequence[int]) -> Any:
     """``column`` is one of ``ids``, passed as ONE parameter: an array literal on
     PostgreSQL (cast by the server), a JSON list on SQLite. A thousand-item ``IN (...)``
     costs more to render and for psycopg to parse than the statement costs to run."""
+    literal = bindparam("among_ids", id_list(conn, ids), type_=String)
     if conn.dialect.name == "postgresql":
-        literal = bindparam("among_ids", pg_array_ids(ids), type_=String)
         return column == any_(cast(literal, ARRAY(BigInteger)))
-    listed: Any = select(literal_column("value")).select_from(
-        func.json_each(bindparam("among_ids", json_ids(ids)))
-    )
+    listed: Any = select(literal_column("value")).select_from(func.json_each(literal))
     return column.in_(listed.scalar_subquery())
+
+
+def id_list(conn: Connection, values: Sequence[int]) -> str:
+    """``values`` as one parameter: an array literal on PostgreSQL (for SQL to cast to
+    ``bigint[]``), a JSON list on SQLite (for ``json_each``)."""
+    if conn.dialect.name == "postgresql":
+        return pg_array_ids(values)
+    return json_ids(values)
 
 
 def json_ids(values: Sequence[int]) -> str:

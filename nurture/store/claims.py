@@ -11,20 +11,19 @@ it again cost a fifth of each of a row's two rewrites on its way out.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, insert, select
 
-from nurture.store.bulk import json_ids
 from nurture.store.schema import outbox_claims
 
 
 def open_claim(
-    conn: Connection, token: str, ids: Sequence[int], *, lease_until: datetime, now: datetime
+    conn: Connection, token: str, ids: str, *, lease_until: datetime, now: datetime
 ) -> None:
-    """The claim ``token`` on ``ids``, until ``lease_until``."""
-    values = {"token": token, "lease_until": lease_until, "ids": json_ids(ids)}
+    """The claim ``token`` on ``ids`` (a JSON list: :func:`~nurture.store.bulk.json_ids`),
+    until ``lease_until``."""
+    values = {"token": token, "lease_until": lease_until, "ids": ids}
     conn.execute(insert(outbox_claims), {**values, "created_at": now})
 
 

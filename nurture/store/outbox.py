@@ -132,7 +132,7 @@ def take(
     """
     params = {"now": now, "stale_before": now - give_up, "limit": limit}
     if only_ids is not None:
-        params["ids"] = sql.ids(conn, only_ids)
+        params["ids"] = bulk.id_list(conn, only_ids)
     # Straight through the driver (see outbox_sql.take_on_driver).
     text, arguments = sql.take_on_driver(conn.dialect, only_ids is not None, params)
     driver = conn.connection.driver_connection
@@ -158,9 +158,12 @@ def start_sending(
     it once the batch is recorded.
     """
     if ids:
-        params = {"ids": sql.ids(conn, ids), "token": token, "lease": now + lease, "now": now}
+        listed = bulk.json_ids(ids)  # the claim's list; on SQLite the statement's too
+        postgresql = conn.dialect.name == "postgresql"
+        ids_param = bulk.pg_array_ids(ids) if postgresql else listed
+        params = {"ids": ids_param, "token": token, "lease": now + lease, "now": now}
         conn.execute(sql.start_sending(conn.dialect.name), params)
-        claims.open_claim(conn, token, ids, lease_until=now + lease, now=now)
+        claims.open_claim(conn, token, listed, lease_until=now + lease, now=now)
 
 
 def give_back(
@@ -190,7 +193,7 @@ def mark_group_sent(
     """
     if not ids:
         return 0
-    params = {"ids": sql.ids(conn, ids), "message_id": message_id, "now": now}
+    params = {"ids": bulk.id_list(conn, ids), "message_id": message_id, "now": now}
     return conn.execute(sql.mark_group_sent(conn.dialect.name), params).rowcount
 
 

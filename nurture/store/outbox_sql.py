@@ -3,18 +3,16 @@
 Building a Core statement and computing its cache key costs more than SQLite takes to
 run it for the single row of a sign-up's confirmation, so the statements of taking,
 marking ``sending`` and marking ``sent`` are built once, with every value a parameter:
-``ids`` (see :func:`ids`), ``now`` and their own.
+``ids`` (see :func:`nurture.store.bulk.id_list`), ``now`` and their own.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Connection,
     Integer,
     String,
     and_,
@@ -33,7 +31,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType
 
-from nurture.store.bulk import json_ids, pg_array_ids
 from nurture.store.schema import outbox, subscribers
 from nurture.store.statuses import OutboxStatus
 
@@ -41,13 +38,6 @@ _QUEUED = text("outbox.status = 'queued'")
 # Literal, not an expanding IN: that is rendered afresh at every execution.
 _NOT_FINAL = text("outbox.status IN ('sending', 'unknown', 'queued')")
 _NOW = bindparam("now", type_=outbox.c.due_at.type)
-
-
-def ids(conn: Connection, values: Sequence[int]) -> str:
-    """The ``ids`` parameter: an array literal on PostgreSQL, a JSON list on SQLite."""
-    if conn.dialect.name == "postgresql":
-        return pg_array_ids(values)
-    return json_ids(values)
 
 
 #: The ``ids`` parameter on PostgreSQL: one text literal, cast by the server.
