@@ -16,10 +16,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, delete, func, select, u
 
 from nurture.store import folding
 from nurture.store.schema import consents, enrolments, outbox, subscribers
-from nurture.store.upsert import (
-    insert_ignore,
-    insert_ignore_returning_row,
-)
+from nurture.store.upsert import insert_ignore, insert_ignore_returning_row
 
 
 @functools.cache

@@ -24,23 +24,19 @@ def insert_ignore(conn: Connection, table: Table) -> Any:
 def insert_ignore_returning_key(conn: Connection, table: Table) -> Any:
     """:func:`insert_ignore` returning the primary key of each row really inserted; built
     once per table, the values given with each execution."""
-    return _returning_key(conn.dialect.name, table)
-
-
-@functools.cache
-def _returning_key(dialect: str, table: Table) -> Any:
-    return _insert_ignore(dialect, table).returning(*table.primary_key.columns)
+    return _returning(conn.dialect.name, table, key_only=True)
 
 
 def insert_ignore_returning_row(conn: Connection, table: Table) -> Any:
     """:func:`insert_ignore` returning every column of the row really inserted, as
     ``select(table)`` reads it; built once per table."""
-    return _returning_row(conn.dialect.name, table)
+    return _returning(conn.dialect.name, table, key_only=False)
 
 
 @functools.cache
-def _returning_row(dialect: str, table: Table) -> Any:
-    return _insert_ignore(dialect, table).returning(*table.columns)
+def _returning(dialect: str, table: Table, *, key_only: bool) -> Any:
+    columns = table.primary_key.columns if key_only else table.columns
+    return _insert_ignore(dialect, table).returning(*columns)
 
 
 @functools.cache
