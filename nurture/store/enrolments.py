@@ -52,7 +52,7 @@ def take_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[An
 
     On PostgreSQL one statement locks them (SKIP LOCKED: two planners split the work
     instead of planning the same enrolment twice), clears them and returns them as they
-    were (``next_due_at`` from the sub-select: RETURNING alone would give the new NULL),
+    were (from the sub-select: the updated row's ``next_due_at`` is the new NULL),
     in one round trip instead of two. SQLite holds its write lock from ``BEGIN
     IMMEDIATE``, and reads, then clears.
     """
@@ -62,16 +62,7 @@ def take_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[An
             update(enrolments)
             .where(enrolments.c.id == due.c.id)
             .values(next_due_at=None, updated_at=now)
-            .returning(
-                enrolments.c.id,
-                enrolments.c.subscriber_id,
-                enrolments.c.campaign,
-                enrolments.c.next_step,
-                enrolments.c.last_step,
-                due.c.next_due_at,
-                due.c.timezone,
-                due.c.paused_until,
-            )
+            .returning(*due.c)  # as the sub-select read them: next_due_at not yet NULL
         )
         return list(conn.execute(taken))
     rows = due_for_planning(conn, now=now, limit=limit)
