@@ -21,6 +21,7 @@ from sqlalchemy import Engine, insert
 from nurture.campaigns import load_catalogue
 from nurture.settings import load_settings
 from nurture.store import database
+from nurture.store import steps as step_ids
 from nurture.store.schema import (
     consents,
     enrolments,
@@ -61,6 +62,9 @@ def seed(
         conn.execute(insert(subscribers), rows["s"])
         conn.execute(insert(consents), rows["c"])
         conn.execute(insert(enrolments), rows["e"])
+        ids = step_ids.ids_of(conn, {(row["campaign"], row["step"]) for row in rows["o"]})
+        for row in rows["o"]:
+            row["step_id"] = ids[(row["campaign"], row["step"])]
         conn.execute(insert(outbox), rows["o"])
         conn.execute(
             insert(newsletter_runs),

@@ -39,7 +39,7 @@ import httpx
 from sqlalchemy import func, select, text
 
 from benchmarks.newsletter import ROOT, database_for, seed
-from nurture.store import database
+from nurture.store import database, steps
 from nurture.store.schema import outbox
 from nurture.testing.webhook_signing import WebhookSigner, encode_events, make_event
 
@@ -100,13 +100,14 @@ def _sent_rows(url: str, n: int) -> None:
     engine = database.make_engine(url)
     seed(engine, n)
     with engine.begin() as conn:
+        step_id = steps.id_of(conn, "newsletters", "bench")
         conn.execute(
             text(
-                "INSERT INTO outbox (subscriber_id, kind, campaign, step, due_at, status, attempts,"
-                " created_at, updated_at, sent_at) SELECT id, 'newsletter', 'newsletters', 'bench',"
-                " :t, 'sent', 1, :t, :t, :t FROM subscribers"
+                "INSERT INTO outbox (subscriber_id, kind, campaign, step, step_id, due_at,"
+                " status, attempts, created_at, updated_at, sent_at) SELECT id, 'newsletter',"
+                " 'newsletters', 'bench', :step_id, :t, 'sent', 1, :t, :t, :t FROM subscribers"
             ),
-            {"t": "2026-11-01 00:00:00"},
+            {"t": "2026-11-01 00:00:00", "step_id": step_id},
         )
     engine.dispose()
 

@@ -35,6 +35,7 @@ from nurture.providers.base import Provider
 from nurture.runtime.services import Services, build_services
 from nurture.settings import Settings, load_settings
 from nurture.store import outbox as outbox_ops
+from nurture.store import steps
 from nurture.store.schema import metadata, outbox, subscribers
 from nurture.subscriptions import SignUpRequest, Subscriptions
 from nurture.testing import FakeClock
@@ -113,6 +114,7 @@ def add_outbox(engine: Engine, subscriber_id: int, step: str, status: str, **ext
         **extra,
     }
     with engine.begin() as conn:
+        values["step_id"] = steps.id_of(conn, values["campaign"], values["step"])
         return int(conn.execute(insert(outbox).values(values).returning(outbox.c.id)).scalar_one())
 
 

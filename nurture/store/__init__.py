@@ -12,6 +12,7 @@ connection inside the caller's transaction:
   due to plan, moving on after a send, one subscriber's enrolments);
 - ``outbox``: the queue (planned rows, taking, marking, leases, unknown outcomes);
   ``subscriber_outbox``: one subscriber's rows (confirmation, cancel, move, history);
+  ``steps``: the small integer naming a campaign step in the outbox's unique key;
   ``planning``: newsletter planning's INSERT ... SELECT and its ``newsletter_runs``;
   ``confirmations``: confirmation emails as a whole (counts, the details each carried);
 - ``consents``, ``suppressions``, ``webhook_events``, ``job_runs``: one table each;

@@ -33,7 +33,7 @@ from sqlalchemy import (
     update,
 )
 
-from nurture.store import bulk, claims
+from nurture.store import bulk, claims, steps
 from nurture.store import outbox_sql as sql
 from nurture.store.claims import release as release  # dispatch ends a claim it recorded
 from nurture.store.schema import (
@@ -44,7 +44,7 @@ from nurture.store.schema import (
 from nurture.store.statuses import OutboxStatus
 
 #: What planning decides of a row; the rest starts the same for every row.
-_PLANNED = ("subscriber_id", "kind", "campaign", "step", "due_at", "expires_at")
+_PLANNED = ("subscriber_id", "kind", "campaign", "step", "step_id", "due_at", "expires_at")
 _IN_FLIGHT = text("outbox.status IN ('sending', 'unknown')")
 
 
@@ -79,6 +79,8 @@ def enqueue_keys(
     conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime
 ) -> set[tuple[int, str, str]]:
     """Like :func:`enqueue`; returns the (subscriber, campaign, step) really inserted."""
+    ids = steps.ids_of(conn, {(row["campaign"], row["step"]) for row in rows})
+    rows = [{**row, "step_id": ids[(row["campaign"], row["step"])]} for row in rows]
     inserted = bulk.insert_ignore_returning(
         conn,
         outbox,

@@ -31,12 +31,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from nurture.store import steps
 from nurture.store.schema import newsletter_runs, outbox, subscribers
 from nurture.store.statuses import OutboxKind, OutboxStatus, SubscriberStatus
 from nurture.store.upsert import insert_ignore
 
 _COLUMNS = (
-    "subscriber_id", "kind", "campaign", "step", "due_at", "expires_at", "status",
+    "subscriber_id", "kind", "campaign", "step", "step_id", "due_at", "expires_at", "status",
     "attempts", "created_at", "updated_at",
 )  # fmt: skip
 
@@ -168,6 +169,7 @@ def insert_newsletter_rows(
         literal(OutboxKind.NEWSLETTER.value),
         literal(campaign),
         literal(slug),
+        literal(steps.id_of(conn, campaign, slug)),
         literal(due_at, outbox.c.due_at.type),
         literal(not_after, outbox.c.expires_at.type),
         literal(OutboxStatus.QUEUED.value),
@@ -203,8 +205,7 @@ def count_newsletter_rows(
             select(func.count()).where(
                 outbox.c.subscriber_id > first,
                 outbox.c.subscriber_id <= last,
-                outbox.c.campaign == campaign,
-                outbox.c.step == slug,
+                outbox.c.step_id == steps.id_of(conn, campaign, slug),
             )
         ).scalar_one()
     )
@@ -238,8 +239,7 @@ def defer_newsletter_row(
         update(outbox)
         .where(
             outbox.c.subscriber_id == subscriber_id,
-            outbox.c.campaign == campaign,
-            outbox.c.step == slug,
+            outbox.c.step_id == steps.id_of(conn, campaign, slug),
             outbox.c.status == OutboxStatus.QUEUED,
             outbox.c.due_at < due_at,
         )

@@ -131,6 +131,18 @@ enrolments = Table(
     Index("ix_enrolments_due", "status", "next_due_at"),
 )
 
+outbox_steps = Table(
+    "outbox_steps",
+    metadata,
+    # One row for each (campaign, step) ever planned, never changed or deleted: the
+    # outbox's unique key names a step by this id (store.steps). Confirmation emails
+    # add one per ten minutes with a sign-up (their step names a time bucket).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(100), nullable=False),
+    Column("step", String(150), nullable=False),
+    UniqueConstraint("campaign", "step", name="uq_outbox_steps"),
+)
+
 #: Fill factor of the outbox on PostgreSQL: room left in each page for a row's next
 #: version. With it, and with no index on a column the "sent" mark changes (``status``
 #: is indexed only through the two generated columns below, which stay NULL from
@@ -153,6 +165,10 @@ outbox = Table(
     Column("kind", String(16), nullable=False),
     Column("campaign", String(100), nullable=False),
     Column("step", String(150), nullable=False),
+    # The (campaign, step) above as a small integer (outbox_steps), for the unique key:
+    # its index holds 12 bytes a row instead of both strings, and PostgreSQL writes an
+    # entry to it at every insert and at every "sending" mark.
+    Column("step_id", Integer, nullable=False),
     Column("due_at", UTCDateTime, nullable=False),
     # A newsletter's "not after": past it, the row is cancelled instead of sent.
     Column("expires_at", UTCDateTime),
@@ -177,7 +193,7 @@ outbox = Table(
         "unknown_since", UTCDateTime, Computed("CASE WHEN status = 'unknown' THEN updated_at END")
     ),
     # The guarantee against duplicates: one row per (subscriber, campaign step).
-    UniqueConstraint("subscriber_id", "campaign", "step", name="uq_outbox_send"),
+    UniqueConstraint("subscriber_id", "step_id", name="uq_outbox_send"),
     # Few indexes, chosen for the hot path: a row is rewritten twice on its way out
     # (sending, sent) and every index it enters or leaves is paid at each rewrite. The
     # unique constraint also serves "this subscriber's mail" (subscriber_id leads it).

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
+from nurture.store import steps
 from nurture.store.schema import outbox, webhook_events
 from nurture.store.statuses import WAITING, OutboxKind, OutboxStatus
 from nurture.store.upsert import insert_ignore_returning_key
@@ -34,6 +35,7 @@ def queue_confirmation(
         "kind": OutboxKind.CONFIRMATION.value,
         "campaign": campaign,
         "step": step,
+        "step_id": steps.id_of(conn, campaign, step),
         "due_at": now,
         "status": OutboxStatus.QUEUED.value,
         "attempts": 0,

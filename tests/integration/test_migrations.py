@@ -20,7 +20,7 @@ def test_sqlite_migration_matches_metadata(tmp_path: Path) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {t.name for t in metadata.sorted_tables} <= tables
     uniques = inspect(engine).get_unique_constraints("outbox")
-    assert any(set(u["column_names"]) == {"subscriber_id", "campaign", "step"} for u in uniques)
+    assert any(set(u["column_names"]) == {"subscriber_id", "step_id"} for u in uniques)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA page_size").scalar() == database.SQLITE_PAGE_SIZE
@@ -171,3 +171,64 @@ def old_outbox_row(conn: Connection, row_id: int, status: str, at: str, **column
     conn.exec_driver_sql(
         f"INSERT INTO outbox ({', '.join(values)}) VALUES ({', '.join(values.values())})"
     )
+
+
+def test_0010_names_each_step_by_one_id_and_keeps_every_row(blank_database_url: str) -> None:
+    """0010 gives each (campaign, step) in the outbox an id and every row its step's id;
+    no row is lost (nor a pending sign-up's details, on SQLite's copied table), and the
+    unique key still refuses a second row of the same step for the same person."""
+    url = blank_database_url
+    database.upgrade(url, "0009")
+    engine = database.make_engine(url)
+    at = "'2026-12-01 10:00:00.000000'"
+    rows = {  # id: (subscriber, campaign, step)
+        1: ("1", "what-i-do", "welcome"),
+        2: ("1", "what-i-do", "second"),
+        3: ("2", "what-i-do", "welcome"),
+        4: ("NULL", "newsletters", "winter"),  # an erased subscriber's
+        5: ("2", "confirmations", "confirm-1"),
+    }
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO subscribers (id, public_id, email, status, newsletters, created_at)"
+            f" VALUES (2, 'p2', 'b@example.org', 'pending', true, {at})"
+        )
+        for row_id, (who, campaign, step) in rows.items():
+            names = {"campaign": f"'{campaign}'", "step": f"'{step}'"}
+            old_outbox_row(conn, row_id, "sent", at, subscriber_id=who, **names)
+        conn.exec_driver_sql(
+            "INSERT INTO confirmation_details (outbox_id, subscriber_id, first_name)"
+            " VALUES (5, 2, 'Sam')"
+        )
+        if conn.dialect.name == "postgresql":  # the ids above were given, not drawn
+            conn.exec_driver_sql("SELECT setval('outbox_id_seq', 100)")
+    engine.dispose()
+    database.upgrade(url)
+    engine = database.make_engine(url)
+    with engine.begin() as conn:
+        found = conn.exec_driver_sql(
+            "SELECT o.id, s.campaign, s.step FROM outbox o JOIN outbox_steps s"
+            " ON s.id = o.step_id ORDER BY o.id"
+        ).all()
+        assert [tuple(r) for r in found] == [(i, c, s) for i, (_, c, s) in rows.items()]
+        assert conn.exec_driver_sql("SELECT count(*) FROM outbox_steps").scalar_one() == 4
+        details = conn.exec_driver_sql("SELECT outbox_id, first_name FROM confirmation_details")
+        assert [tuple(r) for r in details] == [(5, "Sam")]
+        planned = {"subscriber_id": 1, "kind": "sequence", "campaign": "what-i-do"}
+        planned |= {"due_at": EARLIER, "expires_at": None}
+        assert outbox_ops.enqueue(conn, [{**planned, "step": "welcome"}], now=EARLIER) == 0
+        assert outbox_ops.enqueue(conn, [{**planned, "step": "third"}], now=EARLIER) == 1
+    engine.dispose()
+    command.downgrade(database.alembic_config(url), "0009")
+    engine = database.make_engine(url)
+    uniques = inspect(engine).get_unique_constraints("outbox")
+    assert any(set(u["column_names"]) == {"subscriber_id", "campaign", "step"} for u in uniques)
+    assert "outbox_steps" not in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM outbox").scalar_one() == 6
+    engine.dispose()
+    database.upgrade(url)
+    engine = database.make_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM outbox_steps").scalar_one() == 5
+    engine.dispose()
