@@ -7,7 +7,7 @@ Create Date: 2026-12-07
 
 Every (campaign, step) already in the outbox gets its id, and every row its step_id.
 On PostgreSQL that rewrites the outbox once (an exclusive lock for as long as that
-takes: stop the service first on a large outbox); SQLite copies the table (batch mode).
+takes: stop the service first on a large outbox); SQLite copies it into a new table.
 """
 
 from __future__ import annotations
