@@ -37,6 +37,12 @@ class Composer:
         self.renderer = renderer
         self.recipients = recipients
 
+    def links_wanted(self, now: datetime) -> tuple[str, datetime]:
+        """What ``outbox.take`` needs to hand back each subscriber's links signed ahead
+        of time (:mod:`nurture.delivery.presigning`) that may still go into an email."""
+        tokens = self.recipients.tokens
+        return tokens.link_key, tokens.links_reusable_since(now)
+
     def content(self, group: Group) -> tuple[Content, Sender, str]:
         """(compiled content, sender, first-name fallback); raises NurtureError when broken."""
         kind, campaign, step = group
@@ -71,5 +77,5 @@ class Composer:
         if group[0] == OutboxKind.CONFIRMATION:
             return [self.recipient(row, fallback, now) for row in rows]
         # Rows that passed checks.sort have a subscriber: their email and public_id are set.
-        people = [(r.email, r.public_id, r.first_name, r.id) for r in rows]
+        people = [(r.email, r.public_id, r.first_name, r.id, r.links) for r in rows]
         return self.recipients.marketing_batch(people, fallback=fallback, now=now)  # type: ignore[arg-type]

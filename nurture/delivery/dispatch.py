@@ -10,11 +10,10 @@ requested (a stop lets the batch in flight finish):
 3. in one transaction: record each recipient's outcome (sent, refused, retry later,
    unknown) and move the sequences on.
 
-Before a marketing row leaves, dispatch checks again what planning already checked:
-the subscriber is still confirmed (an unsubscribe or suppression wins at any time) and
-still wants newsletters, the newsletter has not expired, the subscriber is not paused,
-and it is inside their local send window (a dispatcher that was down overnight must
-not catch up at 3 a.m.).
+Before a marketing row leaves, dispatch checks again what planning already checked: the
+subscriber is still confirmed (an unsubscribe or suppression wins at any time) and still
+wants newsletters, the newsletter has not expired, the subscriber is not paused, and it is
+inside their local send window (a dispatcher down overnight must not catch up at 3 a.m.).
 """
 
 from __future__ import annotations
@@ -122,8 +121,7 @@ class Dispatcher:
         self._now_waiting: set[int] = set()  # rows handed to send_now, not taken yet
         self._now_sender = False  # a thread is sending them
         # Read once: settings properties parse on every access, and this is per row.
-        self._default_window = settings.window
-        self._practice_zone = settings.zone
+        self._default_window, self._practice_zone = settings.window, settings.zone
         self._give_up = timedelta(hours=settings.retry_give_up_hours)
 
     # -- control -------------------------------------------------------------------
@@ -245,11 +243,13 @@ class Dispatcher:
         """One transaction: take due rows, set aside what must not go now, and mark one
         step's rows ``sending``, committed before anything leaves (one request carries one
         step: rows of other steps stay queued for the next round). ``None``: nothing due."""
-        now = self.clock()
-        token = self._token(index)
+        now, token = self.clock(), self._token(index)
         lease = timedelta(seconds=self.settings.lease_seconds)
+        links = self.composer.links_wanted(now)  # signed ahead of time, if still good
         with self.engine.begin() as conn:
-            rows = outbox_ops.take(conn, now=now, limit=size, only_ids=only, give_up=self._give_up)
+            rows = outbox_ops.take(
+                conn, now=now, limit=size, only_ids=only, give_up=self._give_up, links=links
+            )
             if not rows:
                 return None
             sendable = self._set_aside(conn, rows, now, report)

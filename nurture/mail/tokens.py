@@ -29,7 +29,7 @@ import secrets
 import time
 from binascii import b2a_base64
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, get_args
 
 from itsdangerous import BadSignature, TimestampSigner
@@ -46,6 +46,8 @@ PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 
 #: Bytes of HMAC-SHA256 kept in a token: 128 bits, 22 base64 characters.
 SIGNATURE_BYTES = 16
+#: Links signed ahead of time are used for this fraction of their lifetime, at most.
+LINK_REUSE_FRACTION = 4
 #: A token may be signed at most this far in the future (clocks of two hosts disagree).
 CLOCK_SKEW_SECONDS = 300
 
@@ -141,6 +143,12 @@ class Tokens:
             "preferences": link_days * 86400,
         }
         self._ts_cache: tuple[int, str] = (-1, "")
+        # Names the newest key without revealing it: links signed ahead of time with
+        # another key are signed afresh (they would stop working once it is retired).
+        newest = self._signers["unsubscribe"].derive_key()
+        self.link_key = hmac.digest(newest, b"nurture.link-key-id", "sha256")[:8].hex()
+        #: How long links signed ahead of time may be used (see links_reusable_since).
+        self.link_reuse = timedelta(days=link_days) / LINK_REUSE_FRACTION
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tokens:
@@ -150,6 +158,13 @@ class Tokens:
             confirm_days=settings.confirm_token_days,
             link_days=settings.unsubscribe_token_days,
         )
+
+    def links_reusable_since(self, now: datetime) -> datetime:
+        """Links signed ahead of time (:mod:`nurture.delivery.presigning`) go into an email
+        sent at ``now`` only if signed since then, with the key named :attr:`link_key`:
+        so a link in any email keeps working for at least three quarters of
+        ``UNSUBSCRIBE_TOKEN_DAYS`` after it was sent."""
+        return now - self.link_reuse
 
     def _timestamp(self, now: datetime | None) -> str:
         ts = int(time.time() if now is None else now.timestamp())

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from nurture import metrics
-from nurture.delivery import planning, reconciliation
+from nurture.delivery import planning, presigning, reconciliation
 from nurture.delivery.dispatch import DispatchReport
 from nurture.runtime import reload
 from nurture.runtime.services import Services
@@ -112,8 +112,9 @@ def tick(services: Services, *, now: datetime | None = None) -> TickReport:
 
 
 def housekeeping(services: Services) -> reconciliation.ReconcileReport:
-    """Expired leases, unknown outcomes, and retention: consent IPs, unsubscribed
-    people's data (``RETENTION_UNSUBSCRIBED_DAYS``), old webhook events."""
+    """Expired leases, unknown outcomes, retention (consent IPs, unsubscribed people's
+    data after ``RETENTION_UNSUBSCRIBED_DAYS``, old webhook events), and links signed
+    ahead of time for the next newsletter (:mod:`nurture.delivery.presigning`)."""
 
     def work() -> reconciliation.ReconcileReport:
         now = services.clock()
@@ -130,6 +131,7 @@ def housekeeping(services: Services) -> reconciliation.ReconcileReport:
             rate_limits.prune(conn, now - window)
         gdpr.apply_retention(services.engine, services.settings, now)
         fold_old_mail(services, now)
+        presigning.presign_links(services.engine, services.tokens, now=now)
         return report
 
     return _recorded(services, "housekeeping", work)

@@ -68,6 +68,7 @@ def schedule(settings: Settings) -> tuple[ScheduledJob, ...]:
             timedelta(seconds=5),
             "expired leases, unknown outcomes reconciled, consent IPs past "
             "`IP_RETENTION_DAYS` dropped, unsubscribed people's data erased after "
-            "`RETENTION_UNSUBSCRIBED_DAYS`, webhook events after 30 days",
+            "`RETENTION_UNSUBSCRIBED_DAYS`, webhook events after 30 days; links of "
+            "confirmed subscribers signed ahead of time (up to 50,000 a run)",
         ),
     )

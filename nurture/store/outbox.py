@@ -68,6 +68,8 @@ class Claimed(NamedTuple):
     paused_until: datetime | None  # only when the pause is still running
     newsletters: bool | None  # does the subscriber still want newsletters?
     stale: bool = False  # planned longer ago than retries may take
+    # "UNSUBSCRIBE PREFERENCES" tokens signed ahead of time, when still good to use.
+    links: str | None = None
 
 
 def enqueue(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -> int:
@@ -124,6 +126,7 @@ def take(
     limit: int,
     only_ids: Sequence[int] | None = None,
     give_up: timedelta = timedelta(days=2),
+    links: tuple[str, datetime] | None = None,
 ) -> list[Claimed]:
     """Up to ``limit`` due rows with their subscriber, oldest first, held for this
     transaction: PostgreSQL locks them ``FOR UPDATE SKIP LOCKED`` (several dispatchers
@@ -131,8 +134,19 @@ def take(
     its write lock from ``BEGIN IMMEDIATE`` (see ``store.database``). The caller marks
     what it will send with :func:`start_sending` in the same transaction; rows it does
     not mark stay queued, untouched.
+
+    ``links`` (the newest key's id, and the oldest signing time still good to use) asks
+    for the subscriber's links signed ahead of time, in ``Claimed.links``; without it,
+    or when theirs do not qualify, that is ``None``.
     """
-    params = {"now": now, "stale_before": now - give_up, "limit": limit}
+    links_key, links_since = links or ("", now)  # "": no key has that id
+    params = {
+        "now": now,
+        "stale_before": now - give_up,
+        "limit": limit,
+        "links_key": links_key,
+        "links_since": links_since,
+    }
     if only_ids is not None:
         params["ids"] = bulk.id_list(conn, only_ids)
     # Straight through the driver (see outbox_sql.take_on_driver).

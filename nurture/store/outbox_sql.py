@@ -38,6 +38,7 @@ _QUEUED = text("outbox.status = 'queued'")
 # Literal, not an expanding IN: that is rendered afresh at every execution.
 _NOT_FINAL = text("outbox.status IN ('sending', 'unknown', 'queued')")
 _NOW = bindparam("now", type_=outbox.c.due_at.type)
+_LINKS_SINCE = bindparam("links_since", type_=subscribers.c.links_signed_at.type)
 
 
 #: The ``ids`` parameter on PostgreSQL: one text literal, cast by the server.
@@ -54,8 +55,8 @@ def _among_ids(dialect: str) -> Any:
 
 @functools.cache
 def take(dialect: str, only: bool) -> Any:
-    """Due rows with their subscriber; parameters ``now``, ``stale_before``, ``limit``
-    (and ``ids`` when ``only``)."""
+    """Due rows with their subscriber; parameters ``now``, ``stale_before``, ``limit``,
+    ``links_key``, ``links_since`` (and ``ids`` when ``only``)."""
     stale_before = bindparam("stale_before", type_=outbox.c.created_at.type)
     query = (
         select(
@@ -81,6 +82,17 @@ def take(dialect: str, only: bool) -> Any:
             ),
             subscribers.c.newsletters,
             outbox.c.created_at <= stale_before,
+            # The links signed ahead of time, when still good to use (mail.tokens).
+            case(
+                (
+                    and_(
+                        subscribers.c.links_key == bindparam("links_key", type_=String),
+                        subscribers.c.links_signed_at >= _LINKS_SINCE,
+                    ),
+                    subscribers.c.link_tokens,
+                ),
+                else_=None,
+            ),
         )
         .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
         .where(outbox.c.queued_due <= _NOW)  # the queue's index (schema.outbox)
@@ -121,7 +133,7 @@ _COMPILED_TAKES: dict[tuple[str, bool], _Compiled] = {}
 def _compiled_take(dialect: Dialect, only: bool) -> _Compiled:
     compiled = take(dialect.name, only).compile(dialect=dialect)
     # The statement's own constants (its OFFSET 0) are the parameters not passed in.
-    passed = dict.fromkeys(("now", "stale_before", "limit", "ids"))
+    passed = dict.fromkeys(("now", "stale_before", "limit", "ids", "links_key", "links_since"))
     every = compiled.construct_params(passed)
     names = tuple(compiled.positiontup or ()) if dialect.positional else tuple(every)
     convert = {}

@@ -85,6 +85,14 @@ subscribers = Table(
     Column("confirmed_at", UTCDateTime),
     Column("unsubscribed_at", UTCDateTime),
     Column("confirmation_sent_at", UTCDateTime),
+    # The links of this subscriber's marketing emails, signed ahead of time by
+    # housekeeping (delivery.presigning), so that a newsletter to a million people does
+    # not sign two million tokens while it sends: "UNSUBSCRIBE PREFERENCES", the id of
+    # the key that signed them, and when. Dispatch signs afresh when they are missing,
+    # made with a key that is no longer the newest, or too old (mail.tokens).
+    Column("link_tokens", String(140)),
+    Column("links_key", String(16)),
+    Column("links_signed_at", UTCDateTime),
     Index("ix_subscribers_status_newsletters", "status", "newsletters"),
 )
 

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, Row
 from nurture.settings import Settings
 from nurture.store import consents as consent_ops
 from nurture.store import enrolments as enrolment_ops
+from nurture.store import link_tokens
 from nurture.store import retention as retention_ops
 from nurture.store import subscriber_outbox as mail_ops
 from nurture.store import subscribers as subscriber_ops
@@ -64,7 +65,10 @@ def show(engine: Engine, settings: Settings, email: str) -> dict[str, Any] | Non
             "suppression": None,
         }
         if row is not None:
-            data["subscriber"] = _jsonable(dict(row._mapping))
+            # Links signed ahead of time are working unsubscribe links, not data about
+            # the person: an export handed on must not carry them.
+            person = {k: v for k, v in row._mapping.items() if k not in link_tokens.COLUMNS}
+            data["subscriber"] = _jsonable(person)
             data["consents"] = [_jsonable(c) for c in consent_ops.of_subscriber(conn, row.id)]
             data["enrolments"] = [
                 _jsonable(dict(e._mapping)) for e in enrolment_ops.enrolments_of(conn, row.id)

@@ -43,7 +43,7 @@ def plan_text(rows: Iterable[Any]) -> str:
 
 def test_taking_due_rows_reads_the_queue_index(engine: Engine) -> None:
     queue_newsletter(engine, 3)
-    params = {"now": NOW, "stale_before": NOW, "limit": 10}
+    params = {"now": NOW, "stale_before": NOW, "limit": 10, "links_key": "", "links_since": NOW}
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":  # take runs through the driver there
             sql, arguments = outbox_sql.take_on_driver(conn.dialect, False, params)
