@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select, update
 
+from nurture.delivery import presigning
 from nurture.delivery.presigning import presign_links
 from nurture.mail.tokens import Tokens, signed_at
 from nurture.settings import Settings
@@ -31,21 +32,22 @@ def stored(engine: Engine) -> dict[str, tuple[str | None, str | None, datetime |
 
 
 def test_confirmed_subscribers_get_links_that_read_back_as_their_own(
-    engine: Engine, settings: Settings
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queue_newsletter(engine, 3)
     with engine.begin() as conn:  # not confirmed: no marketing mail, so no links
         conn.execute(
-            update(subscribers).where(subscribers.c.public_id == "pub2").values(status="pending")
+            update(subscribers).where(subscribers.c.public_id == "pub0").values(status="pending")
         )
     tokens = Tokens.from_settings(settings)
+    monkeypatch.setattr(presigning, "BATCH", 2)  # two ranges of ids: both are walked
 
     assert presign_links(engine, tokens, now=NOW) == 2
     assert presign_links(engine, tokens, now=NOW) == 0  # nothing due any more
 
     found = stored(engine)
-    assert found["pub2"] == (None, None, None)
-    for public_id in ("pub0", "pub1"):
+    assert found["pub0"] == (None, None, None)
+    for public_id in ("pub1", "pub2"):
         links, key, at = found[public_id]
         assert key == tokens.link_key and at == NOW and links is not None
         unsubscribe, preferences = links.split(" ")
@@ -54,7 +56,7 @@ def test_confirmed_subscribers_get_links_that_read_back_as_their_own(
 
 
 def test_links_are_signed_again_halfway_through_their_use_and_for_a_new_key(
-    engine: Engine, settings: Settings
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queue_newsletter(engine, 2)
     tokens = Tokens.from_settings(settings)
@@ -67,7 +69,8 @@ def test_links_are_signed_again_halfway_through_their_use_and_for_a_new_key(
     assert rotated.link_key != tokens.link_key
     assert presign_links(engine, rotated, now=halfway) == 2
     assert {key for _, key, _ in stored(engine).values()} == {rotated.link_key}
-    assert presign_links(engine, tokens, now=halfway, limit=1) == 1  # at most ``limit``
+    monkeypatch.setattr(presigning, "BATCH", 1)  # one id per transaction
+    assert presign_links(engine, tokens, now=halfway, limit=1) == 1  # stops at ``limit``
 
 
 def sent_links(engine: Engine, settings: Settings) -> dict[str, tuple[str, str, str]]:
