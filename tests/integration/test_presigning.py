@@ -31,14 +31,18 @@ def stored(engine: Engine) -> dict[str, tuple[str | None, str | None, datetime |
     return {r.public_id: (r.link_tokens, r.links_key, r.links_signed_at) for r in rows}
 
 
+def change(engine: Engine, public_id: str, **values: object) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(subscribers).where(subscribers.c.public_id == public_id).values(**values)
+        )
+
+
 def test_confirmed_subscribers_get_links_that_read_back_as_their_own(
     engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queue_newsletter(engine, 3)
-    with engine.begin() as conn:  # not confirmed: no marketing mail, so no links
-        conn.execute(
-            update(subscribers).where(subscribers.c.public_id == "pub0").values(status="pending")
-        )
+    change(engine, "pub0", status="pending")  # not confirmed: no marketing mail, no links
     tokens = Tokens.from_settings(settings)
     monkeypatch.setattr(presigning, "BATCH", 2)  # two ranges of ids: both are walked
 
@@ -116,13 +120,7 @@ def test_links_that_no_longer_qualify_are_signed_as_the_email_is_sent(
         presign_links(engine, Tokens(["a-key-no-longer-listed"]), now=NOW)
     else:  # a row holding links made for someone else is never trusted
         presign_links(engine, tokens, now=NOW)
-        swapped = stored(engine)["pub1"][0]
-        with engine.begin() as conn:
-            conn.execute(
-                update(subscribers)
-                .where(subscribers.c.public_id == "pub0")
-                .values(link_tokens=swapped)
-            )
+        change(engine, "pub0", link_tokens=stored(engine)["pub1"][0])
     ahead = stored(engine)
     fresh = {"pub0"} if case == "another person's" else {"pub0", "pub1"}
 
