@@ -12,7 +12,9 @@ from nurture.delivery import presigning
 from nurture.delivery.presigning import presign_links
 from nurture.mail.tokens import Tokens, signed_at
 from nurture.settings import Settings
+from nurture.store import link_tokens
 from nurture.store.schema import subscribers
+from nurture.subscriptions import gdpr
 from nurture.testing import FakeClock, FakeProvider
 from tests.helpers import NOW, queue_newsletter, services_for, token_of
 
@@ -131,3 +133,15 @@ def test_links_that_no_longer_qualify_are_signed_as_the_email_is_sent(
         assert signed_at(unsubscribe) == NOW  # signed as it was sent
         assert tokens.read("unsubscribe", unsubscribe, now=NOW) == public_id
         assert tokens.read("preferences", preferences, now=NOW) == public_id
+
+
+def test_what_is_shown_about_a_person_leaves_their_links_out(
+    engine: Engine, settings: Settings
+) -> None:
+    """A subject access export may be handed on: it must not carry working links."""
+    queue_newsletter(engine, 1)
+    presign_links(engine, Tokens.from_settings(settings), now=NOW)
+    assert stored(engine)["pub0"][0] is not None
+    data = gdpr.show(engine, settings, "reader0@example.org")
+    assert data is not None and data["subscriber"]["public_id"] == "pub0"
+    assert not set(link_tokens.COLUMNS) & set(data["subscriber"])
