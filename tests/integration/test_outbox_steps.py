@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -57,7 +58,22 @@ def test_two_transactions_adding_one_step_at_once_get_its_one_id(engine: Engine)
 
         thread = threading.Thread(target=second)
         thread.start()
-        thread.join(0.5)
-        assert thread.is_alive(), "the second transaction must wait for the first"
-    thread.join(10)
+        assert waiting_on_a_lock(engine), "the second transaction must wait for the first"
+        assert "second" not in got
+    thread.join()
     assert got["second"] == got["first"]
+
+
+def waiting_on_a_lock(engine: Engine) -> bool:
+    """Whether a session inserting into outbox_steps waits on a lock (PostgreSQL's own
+    view, polled: no timed wait, so the test holds under a moved clock too)."""
+    for _ in range(400):
+        with engine.connect() as watch:
+            waiting = watch.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'INSERT INTO outbox_steps%%'"
+            ).scalar_one()
+        if waiting:
+            return True
+        time.sleep(0.05)
+    return False
