@@ -21,7 +21,7 @@ from nurture.campaigns import NEWSLETTERS, Catalogue, Newsletter
 from nurture.delivery import outcomes, sequencing
 from nurture.logs import mask_email
 from nurture.settings import Settings
-from nurture.store import database
+from nurture.store import database, steps
 from nurture.store import enrolments as enrolment_ops
 from nurture.store import outbox as outbox_ops
 from nurture.store import planning as planning_ops
@@ -232,6 +232,7 @@ def _plan_chunk(
 ) -> int:
     """Inserts the audience with ids in (first, last], one INSERT ... SELECT per due time."""
     send_at = newsletter.send_at
+    step_id = steps.id_of(conn, NEWSLETTERS, newsletter.slug)  # once for the whole chunk
     zones = planning_ops.chunk_timezones(conn, send_at=send_at, first=first, last=last)
     by_due: dict[datetime, list[str | None]] = defaultdict(list)
     for name in zones:
@@ -244,6 +245,7 @@ def _plan_chunk(
             conn,
             campaign=NEWSLETTERS,
             slug=newsletter.slug,
+            step_id=step_id,
             send_at=send_at,
             not_after=newsletter.not_after,
             first=first,
@@ -252,9 +254,7 @@ def _plan_chunk(
             due_at=due_at,
             now=now,
         )
-    return planning_ops.count_newsletter_rows(
-        conn, campaign=NEWSLETTERS, slug=newsletter.slug, first=first, last=last
-    )
+    return planning_ops.count_newsletter_rows(conn, step_id=step_id, first=first, last=last)
 
 
 def _respect_pauses(
@@ -265,15 +265,14 @@ def _respect_pauses(
     Starts from the (few) paused subscribers and reaches their row through the unique
     index, rather than joining a million fresh outbox rows.
     """
+    step_id = steps.id_of(conn, NEWSLETTERS, newsletter.slug)
     for person in planning_ops.paused_subscribers(conn, now=now):
         due = sequencing.send_time(
             person.paused_until,
             zone=sequencing.zone_for(person.timezone, settings.zone),
             window=settings.window,
         )
-        planning_ops.defer_newsletter_row(
-            conn, person.id, campaign=NEWSLETTERS, slug=newsletter.slug, due_at=due, now=now
-        )
+        planning_ops.defer_newsletter_row(conn, person.id, step_id=step_id, due_at=due, now=now)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from nurture.store import steps
 from nurture.store.schema import newsletter_runs, outbox, subscribers
 from nurture.store.statuses import OutboxKind, OutboxStatus, SubscriberStatus
 from nurture.store.upsert import insert_ignore
@@ -150,6 +149,7 @@ def insert_newsletter_rows(
     *,
     campaign: str,
     slug: str,
+    step_id: int,
     send_at: datetime,
     not_after: datetime | None,
     first: int,
@@ -169,7 +169,7 @@ def insert_newsletter_rows(
         literal(OutboxKind.NEWSLETTER.value),
         literal(campaign),
         literal(slug),
-        literal(steps.id_of(conn, campaign, slug)),
+        literal(step_id),
         literal(due_at, outbox.c.due_at.type),
         literal(not_after, outbox.c.expires_at.type),
         literal(OutboxStatus.QUEUED.value),
@@ -192,9 +192,7 @@ def insert_newsletter_rows(
     conn.execute(insert_ignore(conn, outbox).from_select(_COLUMNS, source))
 
 
-def count_newsletter_rows(
-    conn: Connection, *, campaign: str, slug: str, first: int, last: int
-) -> int:
+def count_newsletter_rows(conn: Connection, *, step_id: int, first: int, last: int) -> int:
     """The newsletter's outbox rows for subscriber ids in (first, last].
 
     Counted, not returned (RETURNING would ship every id back; psycopg reports no
@@ -205,7 +203,7 @@ def count_newsletter_rows(
             select(func.count()).where(
                 outbox.c.subscriber_id > first,
                 outbox.c.subscriber_id <= last,
-                outbox.c.step_id == steps.id_of(conn, campaign, slug),
+                outbox.c.step_id == step_id,
             )
         ).scalar_one()
     )
@@ -226,8 +224,7 @@ def defer_newsletter_row(
     conn: Connection,
     subscriber_id: int,
     *,
-    campaign: str,
-    slug: str,
+    step_id: int,
     due_at: datetime,
     now: datetime,
 ) -> None:
@@ -239,7 +236,7 @@ def defer_newsletter_row(
         update(outbox)
         .where(
             outbox.c.subscriber_id == subscriber_id,
-            outbox.c.step_id == steps.id_of(conn, campaign, slug),
+            outbox.c.step_id == step_id,
             outbox.c.status == OutboxStatus.QUEUED,
             outbox.c.due_at < due_at,
         )
