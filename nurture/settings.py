@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nurture.exceptions import ConfigurationError
 
+#: What BASE_URL may not hold: HTML's special characters, a query, a fragment, a backslash.
+_UNSAFE_IN_BASE_URL = frozenset("\"'<>&?#\\")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 #: Words that would expose the topic on a lock screen or a shared inbox. An entry ending
@@ -209,6 +211,22 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"expected an http(s) URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("base_url")
+    @classmethod
+    def _links_base(cls, value: str) -> str:
+        # Every link in an email is BASE_URL, a path and a URL-safe token: with none of
+        # these characters it needs no HTML escaping (the templates write those links
+        # with the plain placeholder: one substitution per link per recipient, not
+        # two), and no query or fragment swallows the path appended to it.
+        unsafe = sorted({ch for ch in value if ch in _UNSAFE_IN_BASE_URL or ch.isspace()})
+        if unsafe:
+            shown = " ".join(repr(ch) for ch in unsafe)
+            raise ValueError(
+                "must be a plain address such as https://mail.example.com, with no query,"
+                f" fragment, quotes, '<', '>', '&' or spaces; found {shown}"
+            )
+        return value
 
     @field_validator("from_email", "reply_to", "test_recipient")
     @classmethod

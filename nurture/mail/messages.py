@@ -1,7 +1,8 @@
 """Fully rendered messages: what rendering produces and providers consume.
 
 A step is compiled once into :class:`Content` whose HTML and text hold placeholders
-(``%%name%%`` in the text, ``%%name|html%%`` in the HTML, already escaped for it).
+(``%%name%%`` in the text, ``%%name|html%%`` in the HTML, already escaped for it; the
+links, which never need escaping, take ``%%name%%`` in the HTML too).
 Each :class:`Recipient` carries the values for those placeholders, so personalising is
 string substitution: cheap for SMTP and the folder, and free for SendGrid, which does
 the substitution itself from ``personalizations[].substitutions``.

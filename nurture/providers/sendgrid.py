@@ -244,8 +244,12 @@ def _personalizations(recipients: list[Recipient], keys: _Keys) -> list[dict[str
     made = []
     for recipient in recipients:
         # The base class refused every address header_address cannot write, so this
-        # never raises; it punycodes an IDN domain.
-        entry: dict[str, Any] = {"to": [{"email": header_address(recipient.email, smtputf8=False)}]}
+        # never raises. An ASCII address it accepted comes back unchanged: only an IDN
+        # domain (punycoded here) makes the second call worth its regex.
+        email = recipient.email
+        if not email.isascii():
+            email = header_address(email, smtputf8=False)
+        entry: dict[str, Any] = {"to": [{"email": email}]}
         if recipient.values:
             values = substitutions(recipient.values)
             if values:

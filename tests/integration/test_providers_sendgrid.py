@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
+from nurture.campaigns import load_catalogue
 from nurture.exceptions import ConfigurationError
+from nurture.mail.recipients import RecipientFactory
+from nurture.mail.tokens import Tokens
 from nurture.mail.messages import Batch, Sender
 from nurture.providers.sendgrid import SendGridProvider
+from nurture.rendering import Renderer
 from nurture.settings import Settings
 from nurture.testing.sendgrid import FakeSendGrid
 from tests.integration.providers_contract import Mail, ProviderContract, make_batch, make_recipient
 from tests.integration.support import sendgrid_settings
+
+
+NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
 
 class TestSendGridContract(ProviderContract):
@@ -60,6 +68,37 @@ def test_one_request_carries_every_recipient_with_shared_content(
     assert first["headers"] == batch.recipients[0].headers
     assert first["substitutions"]["%%first_name%%"] == "Ann"
     assert body["personalizations"][2]["substitutions"]["%%first_name|html%%"] == "Sam &amp; Jo"
+
+
+def test_a_newsletter_from_the_templates_carries_one_substitution_per_link(
+    settings: Settings, fake: FakeSendGrid
+) -> None:
+    # The links' HTML placeholders are the plain ones: no |html twin doubles them in
+    # each of a million personalizations, and SendGrid's substitution still makes the
+    # href the very URL of the text part.
+    catalogue = load_catalogue(settings)
+    slug = next(iter(catalogue.newsletters))
+    content = Renderer(settings, catalogue).compile("newsletters", slug)
+    factory = RecipientFactory(settings, Tokens.from_settings(settings))
+    people = [("sam@example.com", "pub1", "Sam & Jo", 7, None)]
+    recipients = factory.marketing_batch(people, fallback="there", now=NOW)
+    provider = SendGridProvider(sendgrid_settings(settings, fake))
+    provider.send(Batch(content, catalogue.sender("newsletters", settings), recipients))
+
+    substitutions = body_of(fake)["personalizations"][0]["substitutions"]
+    values = recipients[0].values
+    assert substitutions == {
+        "%%first_name%%": "Sam & Jo",
+        "%%first_name|html%%": "Sam &amp; Jo",
+        "%%unsubscribe_url%%": values["unsubscribe_url"],
+        "%%preferences_url%%": values["preferences_url"],
+    }
+    html = content.html
+    for key, value in substitutions.items():  # what SendGrid does with them
+        html = html.replace(key, value)
+    assert f'href="{values["unsubscribe_url"]}"' in html
+    assert f'href="{values["preferences_url"]}"' in html
+    assert "%%" not in html
 
 
 def test_tracking_is_explicitly_off_and_the_campaign_is_the_category(

@@ -93,7 +93,7 @@ def test_every_email_is_complete(
     assert preheader in parser.text
     assert unsubscribe in html
     assert (tmp_path / campaign / f"{step}.txt").read_text() == text
-    assert "%%unsubscribe_url|html%%" in (tmp_path / campaign / f"{step}.mjml").read_text()
+    assert 'href="%%unsubscribe_url%%"' in (tmp_path / campaign / f"{step}.mjml").read_text()
 
 
 class _Strict(HTMLParser):

@@ -76,3 +76,28 @@ def test_timings_that_contradict_each_other_are_refused(
 def test_default_timings_agree(tmp_path: Path) -> None:
     for delivery in ("folder", "sendgrid", "smtp"):
         assert _development(tmp_path, delivery=delivery).lease_seconds == 300
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://mail.example.com/?utm=1",
+        "https://mail.example.com/#top",
+        "https://mail.example.com/a&b",
+        'https://mail.example.com/"x',
+        "https://mail.example.com/<x>",
+        "https://mail.example.com/it's",
+        "https://mail.example.com/a b",
+    ],
+)
+def test_a_base_url_that_links_could_not_use_as_they_are_is_refused(
+    tmp_path: Path, base_url: str
+) -> None:
+    # Emails write their links with no HTML escaping (templates/email/_footer.mjml.j2).
+    with pytest.raises(ConfigurationError, match="NURTURE_BASE_URL"):
+        _development(tmp_path, base_url=base_url)
+
+
+def test_a_base_url_with_a_path_and_port_is_accepted(tmp_path: Path) -> None:
+    url = "https://practice.example:8443/mail-links"
+    assert _development(tmp_path, base_url=url + "/").base_url == url
