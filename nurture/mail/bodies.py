@@ -1,8 +1,9 @@
 """A compiled step's body filled for one recipient: as text, and as quoted-printable.
 
 Placeholders are ``%%name%%`` in the text and ``%%name|html%%`` in the HTML (the value
-HTML-escaped there); ``%%name%%`` in the HTML is filled as it is (the links). Quoted-printable works line by line, so a body's lines without a
-placeholder are encoded once per step and only the others per recipient.
+HTML-escaped there); ``%%name%%`` in the HTML is filled as it is (the links).
+Quoted-printable works line by line, so a body's lines without a placeholder are
+encoded once per step and only the others per recipient.
 """
 
 from __future__ import annotations

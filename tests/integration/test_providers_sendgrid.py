@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,16 +13,15 @@ from pydantic import SecretStr
 
 from nurture.campaigns import load_catalogue
 from nurture.exceptions import ConfigurationError
+from nurture.mail.messages import Batch, Sender
 from nurture.mail.recipients import RecipientFactory
 from nurture.mail.tokens import Tokens
-from nurture.mail.messages import Batch, Sender
 from nurture.providers.sendgrid import SendGridProvider
 from nurture.rendering import Renderer
 from nurture.settings import Settings
 from nurture.testing.sendgrid import FakeSendGrid
 from tests.integration.providers_contract import Mail, ProviderContract, make_batch, make_recipient
 from tests.integration.support import sendgrid_settings
-
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
