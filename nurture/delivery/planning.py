@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
 
@@ -48,8 +49,15 @@ def plan(engine: Engine, catalogue: Catalogue, settings: Settings, *, now: datet
 STOP, COMPLETE, HOLD = "stop", "complete", "hold"
 
 
-def decide(enrolment: Any, catalogue: Catalogue, settings: Settings) -> dict[str, Any] | str:
-    """What to do with one due enrolment: an outbox row to insert, ``STOP`` or ``COMPLETE``."""
+def decide(
+    enrolment: Any, catalogue: Catalogue, zone: ZoneInfo, window: sequencing.Window
+) -> dict[str, Any] | str:
+    """What to do with one due enrolment: an outbox row to insert, ``STOP`` or ``COMPLETE``.
+
+    ``zone`` and ``window`` are the practice's (``settings.zone`` and ``.window``), read
+    once per pass by the caller: each read parses the setting again, and this runs for
+    every enrolment due.
+    """
     campaign = catalogue.campaigns.get(enrolment.campaign)
     if campaign is None:
         # The therapist removed the campaign folder: the sequence ends here.
@@ -63,8 +71,8 @@ def decide(enrolment: Any, catalogue: Catalogue, settings: Settings) -> dict[str
     step = campaign.steps[position]
     due_at = sequencing.send_time(
         enrolment.next_due_at,
-        zone=sequencing.zone_for(enrolment.timezone, settings.zone),
-        window=campaign.send_window or settings.window,
+        zone=sequencing.zone_for(enrolment.timezone, zone),
+        window=campaign.send_window or window,
         paused_until=enrolment.paused_until,
         days=campaign.days_for(step),
     )
@@ -83,6 +91,7 @@ def plan_sequences(
     """Queues the next step of every active enrolment that is due by ``now``."""
     report = PlanReport()
     _wake_held(engine, catalogue, now=now)
+    zone, window = settings.zone, settings.window
     while True:
         with engine.begin() as conn:
             due = enrolment_ops.take_for_planning(conn, now=now, limit=batch)
@@ -90,7 +99,7 @@ def plan_sequences(
                 return report
             rows, completed, stopped, held = [], [], [], []
             for e in due:
-                decision = decide(e, catalogue, settings)
+                decision = decide(e, catalogue, zone, window)
                 if decision == STOP:
                     stopped.append(e.id)
                 elif decision == COMPLETE:
@@ -301,8 +310,9 @@ def preview(
         due = enrolment_ops.due_for_planning(conn, now=now, limit=limit)
         ids = [e.subscriber_id for e in due]
         emails = subscriber_ops.emails_of(conn, ids)
+        zone, window = settings.zone, settings.window
         for e in due:
-            decision = decide(e, catalogue, settings)
+            decision = decide(e, catalogue, zone, window)
             if isinstance(decision, dict) and decision["due_at"] <= now:
                 who = mask_email(emails.get(e.subscriber_id, ""))
                 items.append(Planned(decision["due_at"], e.campaign, decision["step"], who))
