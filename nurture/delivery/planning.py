@@ -275,11 +275,10 @@ def _respect_pauses(
     index, rather than joining a million fresh outbox rows.
     """
     step_id = steps.id_of(conn, NEWSLETTERS, newsletter.slug)
+    zone, window = settings.zone, settings.window  # each read parses the setting again
     for person in planning_ops.paused_subscribers(conn, now=now):
         due = sequencing.send_time(
-            person.paused_until,
-            zone=sequencing.zone_for(person.timezone, settings.zone),
-            window=settings.window,
+            person.paused_until, zone=sequencing.zone_for(person.timezone, zone), window=window
         )
         planning_ops.defer_newsletter_row(conn, person.id, step_id=step_id, due_at=due, now=now)
 

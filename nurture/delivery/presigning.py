@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from nurture.mail.tokens import Tokens
+from nurture.mail.tokens import LINKS, Tokens
 from nurture.store import link_tokens
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def presign_links(engine: Engine, tokens: Tokens, *, now: datetime, limit: int =
     # Refreshed halfway through the time dispatch may use them, so it rarely meets one
     # too old to use.
     signed_before = now - tokens.link_reuse / 2
-    sign = tokens.signing(("unsubscribe", "preferences"), now=now)
+    sign = tokens.signing(LINKS, now=now)
     with engine.connect() as conn:
         last = link_tokens.last_id(conn)
     after, done = 0, 0

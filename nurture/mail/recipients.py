@@ -14,17 +14,13 @@ from datetime import datetime
 from email.utils import parseaddr
 
 from nurture.mail.messages import Recipient
-from nurture.mail.tokens import Purpose, Tokens
+from nurture.mail.tokens import LINKS, Tokens
 from nurture.settings import Settings
 
 _MAILTO = re.compile(r"unsubscribe\+([A-Za-z0-9._-]+)@[^@\s]+", re.IGNORECASE)
 
 #: RFC 8058: the body a one-click POST carries, announced by this header.
 ONE_CLICK = "List-Unsubscribe=One-Click"
-
-
-#: The two links every marketing email carries, signed together.
-_LINKS: tuple[Purpose, ...] = ("unsubscribe", "preferences")
 
 
 def tidy_spaces(text: str) -> str:
@@ -90,14 +86,14 @@ class RecipientFactory:
         (:meth:`~nurture.mail.tokens.Tokens.signing`) and the loop below is all that a
         million recipients pay for.
         """
-        sign = self.tokens.signing(_LINKS, now=now)
+        sign = self.tokens.signing(LINKS, now=now)
         unsubscribe, preferences = self._unsubscribe, self._preferences
         mailto = "@" + self._mailto_domain + ">"
         made = []
         for email, public_id, first_name, outbox_id, links in people:
             # Tokens begin with the public id they are for: a check that costs nothing.
             if links is not None and links.startswith(public_id + "."):
-                unsubscribe_token, _, preferences_token = links.partition(" ")
+                unsubscribe_token, _, preferences_token = links.partition(" ")  # tokens.LINKS
             else:
                 unsubscribe_token, preferences_token = sign(public_id)
             unsubscribe_url = unsubscribe + unsubscribe_token

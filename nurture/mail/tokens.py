@@ -46,6 +46,10 @@ PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 
 #: Bytes of HMAC-SHA256 kept in a token: 128 bits, 22 base64 characters.
 SIGNATURE_BYTES = 16
+#: The two links every marketing email carries, signed together. Signed ahead of time
+#: (delivery.presigning), they are kept as one string: their tokens in this order,
+#: joined by a space ("UNSUBSCRIBE PREFERENCES"), which mail.recipients splits again.
+LINKS: tuple[Purpose, ...] = ("unsubscribe", "preferences")
 #: Links signed ahead of time are used for this fraction of their lifetime, at most.
 LINK_REUSE_FRACTION = 4
 #: A token may be signed at most this far in the future (clocks of two hosts disagree).
