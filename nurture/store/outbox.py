@@ -22,6 +22,7 @@ from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     Connection,
     bindparam,
@@ -155,6 +156,8 @@ def take(
     assert driver is not None
     with closing(driver.cursor()) as cursor:
         found = cursor.execute(text, arguments).fetchall()
+    if conn.dialect.name == "sqlite":  # one row: the rows as one JSON array
+        found = orjson.loads(found[0][0])
     taken = list(map(Claimed._make, found))
     for i, row in enumerate(taken):
         if row.paused_until is not None:  # untyped in the query: see outbox_sql.take

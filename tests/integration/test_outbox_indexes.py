@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, event
 
 from nurture.store import outbox as outbox_ops
 from nurture.store import outbox_sql
+from nurture.store.schema import outbox, subscribers
 from tests.helpers import NOW, queue_newsletter, statuses
 
 
@@ -98,3 +99,34 @@ def test_the_sent_mark_is_a_hot_update_on_postgresql(engine: Engine) -> None:
             "SELECT pg_stat_get_xact_tuples_hot_updated('outbox'::regclass)"
         ).scalar_one()
     assert hot == 20
+
+
+def test_taking_gives_the_oldest_rows_first_with_their_subscriber(engine: Engine) -> None:
+    """The rows taken are the ``limit`` oldest by due time, then id, in that order, and
+    carry their subscriber's details as stored (SQLite reads them as one JSON text)."""
+    queue_newsletter(engine, 6)
+    later = {1: timedelta(minutes=-3), 3: timedelta(minutes=-9), 4: timedelta(minutes=-3)}
+    with engine.begin() as conn:
+        ids = [row.id for row in outbox_ops.take(conn, now=NOW, limit=10)]
+        for position, shift in later.items():
+            conn.execute(
+                outbox.update().where(outbox.c.id == ids[position]).values(due_at=NOW + shift)
+            )
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.email == "reader3@example.org")
+            .values(first_name='Zoë "Z" \\ Ñ', paused_until=NOW + timedelta(days=2))
+        )
+    with engine.begin() as conn:
+        taken = outbox_ops.take(conn, now=NOW, limit=4)
+    assert [row.id for row in taken] == [ids[3], ids[1], ids[4], ids[0]]
+    first = taken[0]
+    assert (first.kind, first.campaign, first.email) == (
+        "newsletter",
+        "newsletters",
+        "reader3@example.org",
+    )
+    assert first.first_name == 'Zoë "Z" \\ Ñ'
+    assert first.paused_until == NOW + timedelta(days=2)
+    assert (first.attempts, bool(first.expired), bool(first.newsletters)) == (0, False, True)
+    assert taken[1].paused_until is None
