@@ -44,7 +44,12 @@ def sort(
     # A batch holds few steps and few zones: what the files say of a step, and when a
     # zone's window opens, are worked out once per batch, not once per row.
     steps: dict[tuple[str, str, str], tuple[bool, sequencing.Window, sequencing.Days]] = {}
-    opens: dict[tuple[str | None, sequencing.Window, sequencing.Days], datetime] = {}
+    # When a zone's window opens, and whether that is later than now: comparing two
+    # aware datetimes of different zones asks both for their offset, once per row.
+    opens: dict[tuple[str | None, sequencing.Window, sequencing.Days], tuple[datetime, bool]] = {}
+    # The enum members as locals: on Python 3.11 reading one off its class is a
+    # descriptor call, and these are read for every row of every batch.
+    confirmed, newsletter = SubscriberStatus.CONFIRMED, OutboxKind.NEWSLETTER
     for row in rows:
         marketing = row.kind in MARKETING
         if row.email is None:
@@ -53,10 +58,10 @@ def sort(
         if row.expired:
             cancel["expired"].append(row)
             continue
-        if marketing and row.status != SubscriberStatus.CONFIRMED:
+        if marketing and row.status != confirmed:
             cancel["not subscribed"].append(row)
             continue
-        if row.kind == OutboxKind.NEWSLETTER and not row.newsletters:
+        if row.kind == newsletter and not row.newsletters:
             cancel["newsletters off"].append(row)
             continue
         key = (row.kind, row.campaign, row.step)
@@ -76,13 +81,16 @@ def sort(
                 at = sequencing.send_time(
                     now, zone=zone, window=window, paused_until=row.paused_until, days=days
                 )
+                later = at > now
             else:
                 opening = (row.timezone, window, days)
-                at = opens.get(opening)  # type: ignore[assignment]
-                if at is None:
+                found = opens.get(opening)
+                if found is None:
                     zone = sequencing.zone_for(row.timezone, practice_zone)
-                    at = opens[opening] = sequencing.into_window(now, zone, window, days)
-            if at > now:
+                    at = sequencing.into_window(now, zone, window, days)
+                    found = opens[opening] = (at, at > now)
+                at, later = found
+            if later:
                 defer[row.id] = at
             else:
                 sendable.append(row)

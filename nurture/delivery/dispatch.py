@@ -114,8 +114,7 @@ class Dispatcher:
         self._rounds = 0
         self._state = threading.Lock()  # the round counter and the rate limiter
         self._pass = threading.Lock()  # one pass at a time per process
-        # A provider that keeps a connection (SMTP) is used by one thread at a time,
-        # including ``send_now`` from the web app's background tasks.
+        # One thread at a time uses a provider that keeps a connection (SMTP), send_now too.
         self._provider_lock = threading.Lock()
         self._next_free = 0.0  # monotonic time when MAX_SEND_RATE allows the next send
         self._now_waiting: set[int] = set()  # rows handed to send_now, not taken yet
@@ -362,12 +361,13 @@ class Dispatcher:
         retry: dict[int, float | None] = {}
         unknown: dict[int, str] = {}
         reason = "retry"
+        sent_outcome, refused_outcome = Outcome.SENT, Outcome.FAILED  # read once, not per row
         for result in results:
             row_id = result.recipient.outbox_id
             assert row_id is not None, "every dispatched recipient carries its outbox id"
-            if result.outcome == Outcome.SENT:
+            if result.outcome == sent_outcome:
                 sent[result.message_id].append(row_id)
-            elif result.outcome == Outcome.FAILED:
+            elif result.outcome == refused_outcome:
                 refused[row_id] = result.error or "refused"
                 metrics.provider_errors.labels(self.provider.name, "refused").inc()
             elif result.maybe_sent:

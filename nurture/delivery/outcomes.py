@@ -44,8 +44,9 @@ class SentRow(Protocol):
 
 def _by_step(rows: Iterable[SentRow]) -> dict[tuple[str, str], list[int]]:
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    sequence = OutboxKind.SEQUENCE  # read off the enum once, not per row (a descriptor)
     for row in rows:
-        if row.kind == OutboxKind.SEQUENCE and row.subscriber_id is not None:
+        if row.kind == sequence and row.subscriber_id is not None:
             groups[(row.campaign, row.step)].append(row.subscriber_id)
     return groups
 
