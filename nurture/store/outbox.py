@@ -18,11 +18,9 @@ what happened.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-import orjson
 from sqlalchemy import (
     Connection,
     bindparam,
@@ -150,15 +148,7 @@ def take(
     }
     if only_ids is not None:
         params["ids"] = bulk.id_list(conn, only_ids)
-    # Straight through the driver (see outbox_sql.take_on_driver).
-    text, arguments = sql.take_on_driver(conn.dialect, only_ids is not None, params)
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    with closing(driver.cursor()) as cursor:
-        found = cursor.execute(text, arguments).fetchall()
-    if conn.dialect.name == "sqlite":  # one row: the rows as one JSON array
-        found = orjson.loads(found[0][0])
-    taken = list(map(Claimed._make, found))
+    taken = list(map(Claimed._make, sql.take_rows(conn, only_ids is not None, params)))
     for i, row in enumerate(taken):
         if row.paused_until is not None:  # untyped in the query: see outbox_sql.take
             taken[i] = row._replace(paused_until=as_utc(row.paused_until))

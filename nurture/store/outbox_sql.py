@@ -9,10 +9,14 @@ marking ``sending`` and marking ``sent`` are built once, with every value a para
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from contextlib import closing
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
+    Connection,
     Integer,
     String,
     and_,
@@ -123,6 +127,19 @@ def _as_one_json_array(query: Any) -> Any:
     # value loses its JSON subtype on leaving the subquery). No rows: "[]".
     joined = literal_column("'['", String).concat(func.group_concat(rows.subquery().c.row))
     return select(func.coalesce(joined.concat(literal_column("']'", String)), "[]"))
+
+
+def take_rows(conn: Connection, only: bool, params: dict[str, Any]) -> list[Sequence[Any]]:
+    """The rows :func:`take` selects, straight through the driver (see
+    :func:`take_on_driver`), as plain sequences in its column order."""
+    text, arguments = take_on_driver(conn.dialect, only, params)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with closing(driver.cursor()) as cursor:
+        found = cursor.execute(text, arguments).fetchall()
+    if conn.dialect.name == "sqlite":  # one row: the rows as one JSON array
+        return orjson.loads(found[0][0])  # type: ignore[no-any-return]
+    return found
 
 
 def take_on_driver(dialect: Dialect, only: bool, params: dict[str, Any]) -> tuple[str, Any]:
