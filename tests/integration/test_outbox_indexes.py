@@ -105,10 +105,10 @@ def test_taking_gives_the_oldest_rows_first_with_their_subscriber(engine: Engine
     """The rows taken are the ``limit`` oldest by due time, then id, in that order, and
     carry their subscriber's details as stored (SQLite reads them as one JSON text)."""
     queue_newsletter(engine, 6)
-    later = {1: timedelta(minutes=-3), 3: timedelta(minutes=-9), 4: timedelta(minutes=-3)}
+    earlier = {1: timedelta(minutes=-3), 3: timedelta(minutes=-9), 4: timedelta(minutes=-3)}
     with engine.begin() as conn:
         ids = [row.id for row in outbox_ops.take(conn, now=NOW, limit=10)]
-        for position, shift in later.items():
+        for position, shift in earlier.items():
             conn.execute(
                 outbox.update().where(outbox.c.id == ids[position]).values(due_at=NOW + shift)
             )
