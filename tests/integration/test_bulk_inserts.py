@@ -4,13 +4,14 @@ meets rows already there inserts the others, on both backends."""
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, String, func, select
 from sqlalchemy.exc import IntegrityError
 
 from nurture.store import outbox as outbox_ops
-from nurture.store.bulk import pg_array_literal
+from nurture.store.bulk import pg_array_literal, sqlite_time
 from nurture.store.schema import outbox
 from tests.helpers import NOW, queue_newsletter
 
@@ -90,3 +91,24 @@ def test_a_rare_conflict_insert_returns_only_columns_it_was_given(engine: Engine
             conn, outbox, [planned(1, "welcome")], ("subscriber_id",), {}, ("id",),
             conflicts_rare=True,
         )  # fmt: skip
+
+
+def test_a_batch_stores_times_as_a_core_insert_does(engine: Engine) -> None:
+    """On SQLite a batch writes each time's text itself (bulk.sqlite_time): the text must
+    be SQLAlchemy's own, or SQL comparing times would disagree; and times read back."""
+    queue_newsletter(engine, 1)
+    odd = datetime(2027, 3, 28, 2, 30, 0, 5, tzinfo=ZoneInfo("Europe/London"))  # not UTC
+    with engine.begin() as conn:
+        outbox_ops.enqueue_keys(conn, [{**planned(1, "late"), "due_at": odd}], now=NOW)
+        stored = conn.execute(
+            select(outbox.c.due_at, func.cast(outbox.c.due_at, String)).where(
+                outbox.c.step == "late"
+            )
+        ).one()
+    assert stored[0] == odd
+    if engine.dialect.name == "sqlite":
+        core = outbox.c.due_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+        assert core is not None
+        assert stored[1] == core(odd) == "2027-03-28 01:30:00.000005"
+    with pytest.raises(ValueError):
+        sqlite_time(datetime(2027, 1, 1))  # naive: refused, as UTCDateTime refuses it
