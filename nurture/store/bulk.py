@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
-from nurture.store.schema import UTCDateTime
+from nurture.store.schema import UTCDateTime, naive_utc
 
 
 def insert_ignore_returning(
@@ -111,9 +111,7 @@ def sqlite_time(value: datetime) -> str:
     SQLAlchemy's own two steps write (naive UTC, then its DATETIME format, which is
     ``isoformat`` to the microsecond). Those two steps were a tenth of the web
     process's samples (py-spy) while it applied webhook events."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the database; pass an aware UTC time")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return naive_utc(value).isoformat(" ", "microseconds")
 
 
 def pg_array_literal(values: Sequence[Any]) -> str:

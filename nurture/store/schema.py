@@ -49,14 +49,18 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; pass an aware UTC time")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """An aware time as the database stores it: naive UTC. A naive time is refused: which
+    zone it meant is unknown."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; pass an aware UTC time")
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def as_utc(value: datetime | str) -> datetime:
