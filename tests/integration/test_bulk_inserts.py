@@ -11,7 +11,7 @@ from sqlalchemy import Engine, String, func, select
 from sqlalchemy.exc import IntegrityError
 
 from nurture.store import outbox as outbox_ops
-from nurture.store.bulk import pg_array_literal, sqlite_time
+from nurture.store.bulk import pg_array_literal, time_text
 from nurture.store.schema import outbox
 from tests.helpers import NOW, queue_newsletter
 
@@ -47,22 +47,26 @@ def test_a_batch_meeting_a_planned_row_inserts_the_others(engine: Engine) -> Non
 def test_array_literals_read_back_as_the_values_given(engine: Engine) -> None:
     """Batch inserts send each column as one array literal (store.bulk): quoting,
     escaping and NULLs must read back exactly, whatever a first name holds."""
-    texts = [None, 'a"b\\c', "", "NULL", " x ", "{,}", "é", "NULL, 1"]
+    # Plain ones go through orjson's text, the others element by element: both read back.
+    texts = [None, 'a"b\\c', "", "NULL", "null", " x ", "{,}", "[x]", "é", "NULL, 1", "a\nb\x01"]
+    plain = [None, "", "NULL", "null", " x ", "é", "NULL, 1", "it's"]
     times = [datetime(2026, 1, 2, 3, 4, 5, 6), None]
     with engine.connect() as conn:
         read = conn.exec_driver_sql(
             "SELECT CAST(%(t)s AS text[]), CAST(%(d)s AS timestamp[]),"
-            " CAST(%(b)s AS boolean[]), CAST(%(i)s AS bigint[])",
+            " CAST(%(b)s AS boolean[]), CAST(%(i)s AS bigint[]), CAST(%(p)s AS text[])",
             {
                 "t": pg_array_literal(texts),
+                "p": pg_array_literal(plain),
                 "d": pg_array_literal(times),
                 "b": pg_array_literal([True, False, None]),
                 "i": pg_array_literal([1, None, 2**40]),
             },
         ).one()
-    assert list(read) == [texts, times, [True, False, None], [1, None, 2**40]]
+    assert list(read) == [texts, times, [True, False, None], [1, None, 2**40], plain]
+    assert pg_array_literal(["plain", None, "é"]) == '{"plain",null,"é"}'  # orjson's
     with pytest.raises(TypeError):
-        pg_array_literal([1.5])
+        pg_array_literal([[1]])  # no nesting: one column's values
 
 
 def test_an_error_other_than_a_conflict_is_not_skipped(engine: Engine) -> None:
@@ -94,7 +98,7 @@ def test_a_rare_conflict_insert_returns_only_columns_it_was_given(engine: Engine
 
 
 def test_a_batch_stores_times_as_a_core_insert_does(engine: Engine) -> None:
-    """On SQLite a batch writes each time's text itself (bulk.sqlite_time): the text must
+    """On SQLite a batch writes each time's text itself (bulk.time_text): the text must
     be SQLAlchemy's own, or SQL comparing times would disagree; and times read back."""
     queue_newsletter(engine, 1)
     odd = datetime(2027, 3, 28, 2, 30, 0, 5, tzinfo=ZoneInfo("Europe/London"))  # not UTC
@@ -111,4 +115,4 @@ def test_a_batch_stores_times_as_a_core_insert_does(engine: Engine) -> None:
         assert core is not None
         assert stored[1] == core(odd) == "2027-03-28 01:30:00.000005"
     with pytest.raises(ValueError):
-        sqlite_time(datetime(2027, 1, 1))  # naive: refused, as UTCDateTime refuses it
+        time_text(datetime(2027, 1, 1))  # naive: refused, as UTCDateTime refuses it
