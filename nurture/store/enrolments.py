@@ -45,6 +45,11 @@ def due_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any
     return list(conn.execute(_due(now, limit)))
 
 
+def any_due(conn: Connection, *, now: datetime) -> bool:
+    """Whether any enrolment is due by ``now`` (see :func:`_due`): one index probe."""
+    return conn.execute(_due(now, 1)).first() is not None
+
+
 def take_for_planning(conn: Connection, *, now: datetime, limit: int) -> list[Any]:
     """The enrolments due by ``now``, taken: their ``next_due_at`` is cleared, since
     the planner queues each one's next step in the outbox (or ends it) in this same

@@ -9,6 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from nurture.campaigns import load_catalogue
+from nurture.delivery import planning
+from nurture.settings import Settings
 from nurture.store import enrolments as enrolment_ops
 from nurture.store.schema import enrolments, subscribers
 from tests.helpers import NOW, queue_newsletter
@@ -41,6 +44,33 @@ def test_taken_enrolments_come_back_as_they_were_and_are_cleared(engine: Engine)
         left = conn.execute(select(enrolments.c.next_due_at, enrolments.c.updated_at)).all()
         assert left == [(None, NOW)] * 3
         assert enrolment_ops.take_for_planning(conn, now=NOW, limit=10) == []
+
+
+def test_any_due_sees_what_is_left_to_take(engine: Engine) -> None:
+    enrol_due(engine, 3)
+    with engine.begin() as conn:
+        assert enrolment_ops.any_due(conn, now=NOW)
+        assert not enrolment_ops.any_due(conn, now=NOW - timedelta(minutes=3))  # none yet
+        enrolment_ops.take_for_planning(conn, now=NOW, limit=2)
+        assert enrolment_ops.any_due(conn, now=NOW)  # the third
+        enrolment_ops.take_for_planning(conn, now=NOW, limit=2)
+        assert not enrolment_ops.any_due(conn, now=NOW)  # its own taken rows are not due
+
+
+@pytest.mark.parametrize("batch", [2, 5, 7])
+def test_a_pass_plans_every_due_enrolment_whatever_the_batch(
+    engine: Engine, settings: Settings, batch: int
+) -> None:
+    """Full batches go on to the next; a full batch that was the last ends the pass
+    (batch 5 for 5 due), as a short one does."""
+    enrol_due(engine, 5)
+    report = planning.plan_sequences(
+        engine, load_catalogue(settings), settings, now=NOW, batch=batch
+    )
+    assert report.sequence_rows == 5
+    with engine.connect() as conn:
+        assert conn.execute(select(enrolments.c.next_due_at)).scalars().all() == [None] * 5
+        assert not enrolment_ops.any_due(conn, now=NOW)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
