@@ -137,7 +137,7 @@ def _plan_batch(
         report.completed += len(completed)
         # A full batch may have been the last: a probe in this transaction (where its
         # own rows are no longer due) costs less than opening another to find nothing,
-        # which took a tenth of planning 1,000 due on PostgreSQL.
+        # which took 3-4 ms of planning 1,000 due on PostgreSQL.
         return len(due) < batch or not enrolment_ops.any_due(conn, now=now)
 
 

@@ -122,25 +122,31 @@ def pg_array_literal(values: Sequence[Any]) -> str:
     element, in Python: for a thousand rows of six columns that took longer than
     PostgreSQL took to insert them.
 
-    Most columns are written by orjson: JSON's list of numbers, ``null`` and plain
+    Most columns are written by orjson: JSON's list of integers, ``null`` and plain
     strings is already an array literal once its brackets become braces (PostgreSQL
-    reads an unquoted ``null`` as NULL). Anything JSON would write otherwise (an
-    escape, a nested list or object, a type it refuses) goes the slow way, element by
-    element, which escapes for PostgreSQL or raises.
+    reads an unquoted ``null`` as NULL). A thousand ids took 550 us element by element,
+    10 us so; a thousand slugs 200 and 25. Any other type (a float: orjson would write
+    NaN as null), or anything JSON writes otherwise (an escape, a nested list), goes
+    the slow way, element by element, which escapes for PostgreSQL or raises.
     """
-    try:
-        json = orjson.dumps(values, default=_pg_time, option=orjson.OPT_PASSTHROUGH_DATETIME)
-    except orjson.JSONEncodeError:  # an aware time, or no literal for the type
-        json = b""
-    if _plain(json):
-        return "{" + json[1:-1].decode() + "}"
+    if set(map(type, values)) <= _JSON_PLAIN:
+        try:
+            json = orjson.dumps(values, default=_pg_time, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        except orjson.JSONEncodeError:  # an aware time
+            json = b""
+        if _plain(json):
+            return "{" + json[1:-1].decode() + "}"
     return "{" + ",".join(map(_pg_element, values)) + "}"
 
 
+#: The types orjson writes as :func:`pg_array_literal` would (times through _pg_time).
+_JSON_PLAIN = frozenset({str, int, bool, type(None), datetime})
+
+
 def _plain(json: bytes) -> bool:
-    """orjson's text is a flat list with no escape: no nested list or object (a string
-    holding a bracket or a brace goes the slow way too, which is only slower). Counted
-    byte by byte in C: a regular expression took longer than orjson's writing."""
+    """orjson's text is a flat list with no escape (a string holding a bracket, a brace
+    or a backslash goes the slow way, which is only slower). Counted byte by byte in
+    C: a regular expression took longer than orjson's writing."""
     return (
         json.count(b"[") == 1
         and json.count(b"]") == 1
@@ -153,7 +159,7 @@ def _plain(json: bytes) -> bool:
 
 def _pg_time(value: Any) -> str:
     """orjson's ``default`` in :func:`pg_array_literal`: a naive time as the slow way
-    writes it. Anything else goes the slow way, which raises for an aware time."""
+    writes it. An aware one goes the slow way, which raises."""
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.isoformat(" ")
     raise TypeError(type(value).__name__)

@@ -65,8 +65,9 @@ def test_array_literals_read_back_as_the_values_given(engine: Engine) -> None:
         ).one()
     assert list(read) == [texts, times, [True, False, None], [1, None, 2**40], plain]
     assert pg_array_literal(["plain", None, "é"]) == '{"plain",null,"é"}'  # orjson's
-    with pytest.raises(TypeError):
-        pg_array_literal([[1]])  # no nesting: one column's values
+    for other in ([1.5], [float("nan")], [[1]]):  # no float column, no nesting
+        with pytest.raises(TypeError):
+            pg_array_literal(other)
 
 
 def test_an_error_other_than_a_conflict_is_not_skipped(engine: Engine) -> None:
