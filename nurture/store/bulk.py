@@ -122,47 +122,27 @@ def pg_array_literal(values: Sequence[Any]) -> str:
     element, in Python: for a thousand rows of six columns that took longer than
     PostgreSQL took to insert them.
 
-    Most columns are written by orjson: JSON's list of integers, ``null`` and plain
+    Most columns are written by orjson: JSON's list of integers, booleans, ``null`` and
     strings is already an array literal once its brackets become braces (PostgreSQL
-    reads an unquoted ``null`` as NULL). A thousand ids took 550 us element by element,
-    10 us so; a thousand slugs 200 and 25. Any other type (a float: orjson would write
-    NaN as null), or anything JSON writes otherwise (an escape, a nested list), goes
-    the slow way, element by element, which escapes for PostgreSQL or raises.
+    reads an unquoted ``null`` as NULL, and brackets and braces inside a quoted string
+    as themselves). A thousand ids took 550 us element by element, 10 us so; a thousand
+    slugs 200 and 25. The two ways part only at escapes, so a list holding one (a
+    quote, a backslash, a control character) goes the slow way, as does any other type
+    (times are text by now, see :func:`_bound`; a float would be written NaN as null),
+    element by element, which escapes for PostgreSQL or raises.
     """
     if set(map(type, values)) <= _JSON_PLAIN:
         try:
-            json = orjson.dumps(values, default=_pg_time, option=orjson.OPT_PASSTHROUGH_DATETIME)
-        except orjson.JSONEncodeError:  # an aware time
-            json = b""
-        if _plain(json):
+            json: bytes | None = orjson.dumps(values)
+        except orjson.JSONEncodeError:  # an int beyond 64 bits
+            json = None
+        if json is not None and b"\\" not in json:
             return "{" + json[1:-1].decode() + "}"
     return "{" + ",".join(map(_pg_element, values)) + "}"
 
 
-#: The types orjson writes as :func:`pg_array_literal` would (times through _pg_time).
-_JSON_PLAIN = frozenset({str, int, bool, type(None), datetime})
-
-
-def _plain(json: bytes) -> bool:
-    """orjson's text is a flat list with no escape (a string holding a bracket, a brace
-    or a backslash goes the slow way, which is only slower). Counted byte by byte in
-    C: a regular expression took longer than orjson's writing."""
-    return (
-        json.count(b"[") == 1
-        and json.count(b"]") == 1
-        and json[:1] == b"["
-        and b"\\" not in json
-        and b"{" not in json
-        and b"}" not in json
-    )
-
-
-def _pg_time(value: Any) -> str:
-    """orjson's ``default`` in :func:`pg_array_literal`: a naive time as the slow way
-    writes it. An aware one goes the slow way, which raises."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.isoformat(" ")
-    raise TypeError(type(value).__name__)
+#: The types orjson writes as :func:`pg_array_literal` would, escapes aside.
+_JSON_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _pg_element(value: Any) -> str:

@@ -49,7 +49,7 @@ def test_array_literals_read_back_as_the_values_given(engine: Engine) -> None:
     escaping and NULLs must read back exactly, whatever a first name holds."""
     # Plain ones go through orjson's text, the others element by element: both read back.
     texts = [None, 'a"b\\c', "", "NULL", "null", " x ", "{,}", "[x]", "é", "NULL, 1", "a\nb\x01"]
-    plain = [None, "", "NULL", "null", " x ", "é", "NULL, 1", "it's"]
+    plain = [None, "", "NULL", "null", " x ", "é", "NULL, 1", "it's", "{,}", "[x]", "{"]
     times = [datetime(2026, 1, 2, 3, 4, 5, 6), None]
     with engine.connect() as conn:
         read = conn.exec_driver_sql(
